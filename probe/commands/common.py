@@ -1,0 +1,61 @@
+"""Arguments shared by several subcommands, and their parsing into API objects."""
+from __future__ import annotations
+
+import argparse
+from typing import Sequence
+
+from latentfield.adapters import Adapter, load_adapter
+
+from ..errors import UsageError
+from ..run import ProbeConfig
+
+
+def add_model_args(p: argparse.ArgumentParser, name: str = "model") -> None:
+    p.add_argument(name, help="model spec: demo, demo:memorize, a checkpoint path, an HF id, py:module:attr, ...")
+    p.add_argument("--image-shape", type=image_shape, default=None, metavar="C,H,W",
+                   help="input size, for models that accept several or a bare encoder/decoder pair")
+    p.add_argument("--checkpoint", default=None, help="weights file for specs that need one (e.g. timm:NAME)")
+    p.add_argument("--device", default=None, help="torch device, e.g. cpu or cuda (default: cpu)")
+
+
+def add_probe_args(p: argparse.ArgumentParser, seeds: int = 256) -> None:
+    g = p.add_argument_group("probe")
+    g.add_argument("--seeds", type=int, default=seeds, help=f"number of seeds (default {seeds})")
+    g.add_argument("--init", default="gaussian", help="gaussian | uniform | orthogonal | data (default gaussian)")
+    g.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    g.add_argument("--sigma", type=float, default=1.0, help="std of Gaussian seeds (default 1)")
+    g.add_argument("--tol", type=float, default=1e-6, help="stop when the squared step < tol (default 1e-6)")
+    g.add_argument("--max-steps", type=int, default=3000, help="step limit per seed (default 3000)")
+    g.add_argument("--batch-size", type=int, default=256, help="seeds evaluated together (default 256)")
+    g.add_argument("--solver", default="plain", help="fixed-point solver (default plain, the paper's iteration)")
+    g.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def probe_config(args: argparse.Namespace, **overrides) -> ProbeConfig:
+    cfg = ProbeConfig(n_seeds=args.seeds, init=args.init, seed=args.seed, sigma=args.sigma, tol=args.tol,
+                      max_steps=args.max_steps, batch_size=args.batch_size, solver=args.solver, **overrides)
+    if cfg.init != "data":
+        cfg.validate()
+    return cfg
+
+
+def image_shape(text: str) -> tuple[int, int, int]:
+    try:
+        shape = tuple(int(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected C,H,W (e.g. 3,256,256), got {text!r}") from None
+    if len(shape) != 3 or min(shape) <= 0:
+        raise argparse.ArgumentTypeError(f"expected three positive integers C,H,W, got {text!r}")
+    return shape  # type: ignore[return-value]
+
+
+def model_from_args(args: argparse.Namespace, spec: str | None = None,
+                    image_shape: Sequence[int] | None = None) -> Adapter:
+    options = {}
+    if getattr(args, "checkpoint", None):
+        options["checkpoint"] = args.checkpoint
+    adapter = load_adapter(spec or args.model, image_shape=image_shape or args.image_shape,
+                           device=args.device, **options)
+    if adapter.latent_shape is None:
+        raise UsageError(f"{adapter.name}: give --image-shape C,H,W (or data) so the latent shape can be found")
+    return adapter

@@ -1,0 +1,291 @@
+"""``run_probe``: seeds -> attractors for one adapter, with a resumable run directory.
+
+Seeds are processed in fixed chunks; each finished chunk is written atomically to
+``DIR/chunks/``, so a run stopped by Ctrl-C or a kill continues from its completed chunks and
+ends with exactly the result of an uninterrupted run. The finished directory holds
+``attractors.safetensors`` and ``summary.json``.
+"""
+from __future__ import annotations
+
+import json
+import platform
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors.torch import load_file
+from tqdm.auto import tqdm
+
+from latentfield.adapters import Adapter
+
+from . import io
+from .attractors import basin_sizes, deduplicate, step_stats
+from .engine import CONVERGED, DIVERGED, MAX_STEPS, SOLVERS, STATUS_NAMES, iterate
+from .errors import UsageError
+from .seeds import INITS, make_seeds
+
+# Fields that change how fast a run goes but not its result: a resumed run may change them.
+_RESULT_NEUTRAL = {"batch_size"}
+
+
+@dataclass
+class ProbeConfig:
+    """How to probe: seeds, stopping rule and de-duplication. Defaults are the paper's small-AE ones."""
+
+    n_seeds: int = 256
+    init: str = "gaussian"
+    seed: int = 0
+    sigma: float = 1.0
+    low: float = -1.0
+    high: float = 1.0
+    tol: float = 1e-6
+    max_steps: int = 3000
+    max_norm: float = 1e6
+    batch_size: int = 256
+    chunk_size: int = 1024
+    solver: str = "plain"
+    cos_threshold: float = 0.99
+    euclid_rtol: float = 0.02
+    record_every: int = 0
+
+    def validate(self) -> None:
+        if self.n_seeds <= 0:
+            raise UsageError(f"number of seeds must be positive, got {self.n_seeds}")
+        if not self.tol > 0:
+            raise UsageError(f"tolerance must be positive, got {self.tol}")
+        if self.max_steps <= 0 or self.batch_size <= 0 or self.chunk_size <= 0:
+            raise UsageError("max steps, batch size and chunk size must be positive")
+        if self.init not in INITS:
+            raise UsageError(f"unknown init {self.init!r}: choose one of {', '.join(INITS)}")
+        if self.solver not in SOLVERS:
+            raise UsageError(f"unknown solver {self.solver!r}: choose one of {', '.join(SOLVERS)}")
+        if self.sigma <= 0 or self.record_every < 0:
+            raise UsageError("sigma must be positive and record_every non-negative")
+
+
+@dataclass
+class ProbeResult:
+    """Outcome of a probe.
+
+    end_points (N, *latent): where each seed stopped; status (N,) int8 (0 converged, 1 max_steps,
+    2 diverged); steps (N,) f evaluations per seed. attractors (K, *latent): de-duplicated converged
+    end points (cosine > cos_threshold); labels (N,): attractor of each seed, -1 if not converged.
+    The ``_euclid`` twins use the relative Euclidean tolerance instead.
+    """
+
+    config: ProbeConfig
+    end_points: torch.Tensor
+    status: np.ndarray
+    steps: np.ndarray
+    attractors: torch.Tensor
+    labels: np.ndarray
+    attractors_euclid: torch.Tensor
+    labels_euclid: np.ndarray
+    n_evals: int
+    wall_time_s: float
+    adapter_info: dict[str, Any] = field(default_factory=dict)
+    trajectories: dict[str, torch.Tensor] | None = None  # in-memory runs with record_every > 0
+
+    @property
+    def basin_sizes(self) -> np.ndarray:
+        return basin_sizes(self.labels, len(self.attractors))
+
+    @property
+    def counts(self) -> dict[str, int]:
+        return {name: int((self.status == code).sum()) for code, name in enumerate(STATUS_NAMES)}
+
+    def summary(self) -> dict[str, Any]:
+        conv = self.status == CONVERGED
+        return {
+            "config": asdict(self.config),
+            "adapter": self.adapter_info,
+            "versions": versions(),
+            "n_seeds": len(self.status),
+            "counts": self.counts,
+            "n_attractors": len(self.attractors),
+            "n_attractors_euclid": len(self.attractors_euclid),
+            "basin_sizes": self.basin_sizes.tolist(),
+            "basin_sizes_euclid": basin_sizes(self.labels_euclid, len(self.attractors_euclid)).tolist(),
+            "steps_to_converge": step_stats(self.steps[conv]),
+            "n_evals": self.n_evals,
+            "wall_time_s": round(self.wall_time_s, 3),
+        }
+
+
+def versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+    out = {"python": platform.python_version()}
+    for pkg in ("latentfield", "torch", "numpy"):
+        try:
+            out[pkg] = version(pkg)
+        except PackageNotFoundError:
+            out[pkg] = "unknown"
+    return out
+
+
+def adapter_info(adapter: Adapter) -> dict[str, Any]:
+    return {"name": adapter.name, "fingerprint": adapter.fingerprint, "latent_shape": list(adapter.latent_shape),
+            "image_shape": list(adapter.image_shape or ()), "value_range": list(adapter.value_range)}
+
+
+def run_probe(adapter: Adapter, config: ProbeConfig | None = None, out: str | Path | None = None,
+              data: torch.Tensor | None = None, progress: bool = True) -> ProbeResult:
+    """Probe ``adapter``'s latent map from ``config.n_seeds`` seeds to attractors.
+
+    ``data`` (N, C, H, W) in [0, 1] is required for ``init='data'`` (then n_seeds = N). With ``out``,
+    chunks, trajectories (``record_every`` > 0) and the final files go to that directory, and a
+    rerun of the same command resumes. Without ``out``, everything stays in memory.
+    """
+    config = config or ProbeConfig()
+    if config.init == "data":
+        if data is None:
+            raise UsageError("init 'data' needs images to encode")
+        config.n_seeds = len(data)
+    config.validate()
+    if adapter.latent_shape is None:
+        raise UsageError(f"{adapter.name}: image shape unknown; pass --image-shape C,H,W or data")
+    out = Path(out) if out is not None else None
+    info = adapter_info(adapter)
+    if out is not None:
+        _prepare_dir(out, config, info)
+    chunks = [range(s, min(s + config.chunk_size, config.n_seeds)) for s in range(0, config.n_seeds, config.chunk_size)]
+    bar = tqdm(total=config.n_seeds, desc=f"probe {adapter.name}", unit="seed", disable=not progress, leave=False)
+    parts: list[dict[str, Any]] = []
+    try:
+        for c, idx in enumerate(chunks):
+            path = out / "chunks" / f"{c:05d}.safetensors" if out else None
+            if path is not None and path.exists():
+                parts.append(_load_chunk(path))
+            else:
+                parts.append(_run_chunk(adapter, config, c, idx, data, path, bar))
+            bar.n = idx.stop
+            bar.refresh()
+    finally:
+        bar.close()
+    result = _assemble(config, parts, info)
+    if out is not None:
+        save_result(result, out)
+    return result
+
+
+def _prepare_dir(out: Path, config: ProbeConfig, info: dict[str, Any]) -> None:
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe_file = out / ".write-test"
+        probe_file.write_text("")
+        probe_file.unlink()
+    except OSError as e:
+        raise UsageError(f"cannot write to {out}: {e.strerror or e}") from None
+    key = {"config": {k: v for k, v in asdict(config).items() if k not in _RESULT_NEUTRAL},
+           "fingerprint": info["fingerprint"]}
+    run_file = out / "run.json"
+    if run_file.exists():
+        if json.loads(run_file.read_text()) != json.loads(json.dumps(key)):
+            raise UsageError(f"{out} holds a probe with other settings or another model; "
+                             "choose another --out or delete it")
+    else:
+        io.write_json(run_file, key)
+
+
+def _run_chunk(adapter: Adapter, config: ProbeConfig, c: int, idx: range, data: torch.Tensor | None,
+               path: Path | None, bar: tqdm) -> dict[str, Any]:
+    t0 = time.perf_counter()
+    if config.init == "data":
+        x = adapter.from_unit(data[idx.start:idx.stop])
+        z0 = torch.cat([adapter.encode(x[i:i + config.batch_size]) for i in range(0, len(x), config.batch_size)])
+    else:
+        z0 = make_seeds(config.init, idx, adapter.latent_shape, config.seed, config.sigma, config.low, config.high)
+    z0 = z0.to(adapter.device, adapter.dtype)
+    rec: list[tuple[np.ndarray, np.ndarray, torch.Tensor]] = []
+    recorder = (lambda i, s, z: rec.append((i + idx.start, s, z.detach().cpu()))) if config.record_every else None
+    res = iterate(adapter.f, z0, tol=config.tol, max_steps=config.max_steps, batch_size=config.batch_size,
+                  max_norm=config.max_norm, solver=SOLVERS[config.solver](), record_every=config.record_every,
+                  recorder=recorder, progress=bar.update)
+    part = {"end": res.end.float().cpu(), "status": torch.from_numpy(res.status), "steps": torch.from_numpy(res.steps),
+            "n_evals": res.n_evals, "wall": time.perf_counter() - t0}
+    if path is not None:
+        if rec:
+            io.write_tensors(path.parent.parent / "trajectories" / path.name, _stack_records(rec))
+        io.write_tensors(path, {k: part[k] for k in ("end", "status", "steps")},
+                         metadata={"n_evals": str(part["n_evals"]), "wall": repr(part["wall"])})
+    elif rec:
+        part["trajectories"] = _stack_records(rec)
+    return part
+
+
+def _stack_records(rec: list[tuple[np.ndarray, np.ndarray, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    seed = np.concatenate([r[0] for r in rec]).astype(np.int64)
+    step = np.concatenate([r[1] for r in rec]).astype(np.int64)
+    z = torch.cat([r[2] for r in rec]).float()
+    order = np.lexsort((step, seed))
+    return {"seed": torch.from_numpy(seed[order]), "step": torch.from_numpy(step[order]), "z": z[order]}
+
+
+def _load_chunk(path: Path) -> dict[str, Any]:
+    from safetensors import safe_open
+    with safe_open(str(path), "pt") as f:
+        meta = f.metadata()
+    part: dict[str, Any] = dict(load_file(str(path)))
+    part["n_evals"], part["wall"] = int(meta["n_evals"]), float(meta["wall"])
+    return part
+
+
+def _assemble(config: ProbeConfig, parts: list[dict[str, Any]], info: dict[str, Any]) -> ProbeResult:
+    end = torch.cat([p["end"] for p in parts])
+    status = torch.cat([p["status"] for p in parts]).numpy()
+    steps = torch.cat([p["steps"] for p in parts]).numpy()
+    conv = np.flatnonzero(status == CONVERGED)
+    labels, labels_e = np.full(len(status), -1), np.full(len(status), -1)
+    reps, lab = deduplicate(end[conv], "cosine", config.cos_threshold) if len(conv) else (np.zeros(0, int), [])
+    reps_e, lab_e = deduplicate(end[conv], "euclidean", config.euclid_rtol) if len(conv) else (np.zeros(0, int), [])
+    labels[conv], labels_e[conv] = lab, lab_e
+    result = ProbeResult(config=config, end_points=end, status=status, steps=steps,
+                         attractors=end[conv[reps]], labels=labels, attractors_euclid=end[conv[reps_e]],
+                         labels_euclid=labels_e, n_evals=int(sum(p["n_evals"] for p in parts)),
+                         wall_time_s=float(sum(p["wall"] for p in parts)), adapter_info=info)
+    traj = [p["trajectories"] for p in parts if "trajectories" in p]
+    if traj:
+        result.trajectories = {k: torch.cat([t[k] for t in traj]) for k in traj[0]}
+    return result
+
+
+def save_result(result: ProbeResult, out: str | Path) -> None:
+    """Write ``attractors.safetensors`` and ``summary.json`` into ``out``."""
+    out = Path(out)
+    io.write_tensors(out / "attractors.safetensors", {
+        "attractors": result.attractors, "attractors_euclid": result.attractors_euclid,
+        "end_points": result.end_points, "status": torch.from_numpy(result.status),
+        "steps": torch.from_numpy(result.steps), "labels": torch.from_numpy(result.labels),
+        "labels_euclid": torch.from_numpy(result.labels_euclid),
+    }, metadata={"summary": json.dumps(result.summary())})
+    io.write_json(out / "summary.json", result.summary())
+
+
+def load_result(out: str | Path) -> ProbeResult:
+    """Read a finished run directory back into a :class:`ProbeResult`."""
+    out = Path(out)
+    path = out / "attractors.safetensors"
+    if not path.exists():
+        raise UsageError(f"{out}: no finished probe here (attractors.safetensors missing)")
+    t = load_file(str(path))
+    s = json.loads((out / "summary.json").read_text())
+    return ProbeResult(config=ProbeConfig(**s["config"]), end_points=t["end_points"], status=t["status"].numpy(),
+                       steps=t["steps"].numpy(), attractors=t["attractors"], labels=t["labels"].numpy(),
+                       attractors_euclid=t["attractors_euclid"], labels_euclid=t["labels_euclid"].numpy(),
+                       n_evals=s["n_evals"], wall_time_s=s["wall_time_s"], adapter_info=s["adapter"])
+
+
+def load_trajectories(out: str | Path) -> dict[str, torch.Tensor]:
+    """All recorded trajectory points of a run directory: ``seed`` (P,), ``step`` (P,), ``z`` (P, *latent)."""
+    files = sorted((Path(out) / "trajectories").glob("*.safetensors"))
+    parts = [load_file(str(f)) for f in files]
+    if not parts:
+        raise UsageError(f"{out}: no trajectories recorded (probe with --record-every K)")
+    return {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
+
+
+__all__ = ["ProbeConfig", "ProbeResult", "run_probe", "save_result", "load_result", "load_trajectories",
+           "CONVERGED", "MAX_STEPS", "DIVERGED", "STATUS_NAMES"]

@@ -1,0 +1,22 @@
+"""Shared fixtures: offline hub, real TAEF2 weights from ../shared, small real image sets."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+torch.set_num_threads(min(2, torch.get_num_threads()))
+
+ROOT = Path(__file__).resolve().parents[1]
+TAEF2_DIR = Path(os.environ.get("LATENTFIELD_TAEF2_DIR", ROOT.parent / "shared" / "weights" / "taef2"))
+
+
+@pytest.fixture(scope="session")
+def taef2_dir() -> Path:
+    if not (TAEF2_DIR / "taef2_encoder.pth").exists():
+        pytest.skip(f"TAEF2 weights not found in {TAEF2_DIR} (set LATENTFIELD_TAEF2_DIR)")
+    return TAEF2_DIR
