@@ -1,0 +1,169 @@
+"""``audit``: probe a model from noise and write a report a person can open.
+
+Composes the engine (``run_probe``) with the analyses; each analysis adds one report section.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from latentfield.adapters import Adapter
+
+from .analyses.memorization import max_cosine, memorization_coefficient
+from .report import Report, figure_uri, img_tag, save_grid, table
+from .run import ProbeConfig, ProbeResult, run_probe
+
+GALLERY_MAX = 48
+Section = Callable[["AuditContext", Report], None]
+
+
+class AuditContext:
+    """What analyses may use: the adapter, the probe result, decoded attractors and reference images
+    (all images (N, C, H, W) in [0, 1]); ``train`` / ``heldout`` may be None."""
+
+    def __init__(self, adapter: Adapter, result: ProbeResult, train: torch.Tensor | None,
+                 heldout: torch.Tensor | None, out: Path, progress: bool = True, options: dict[str, Any] | None = None):
+        self.adapter, self.result, self.train, self.heldout, self.out = adapter, result, train, heldout, out
+        self.progress = progress
+        self.options = options or {}
+        self.order = np.argsort(-result.basin_sizes, kind="stable")  # attractors, largest basin first
+        self.decoded = decode_unit(adapter, result.attractors)
+
+
+def decode_unit(adapter: Adapter, z: torch.Tensor, batch_size: int = 64) -> torch.Tensor:
+    """Decode latents (K, *latent) to images in [0, 1] (K, C, H, W), on CPU."""
+    if len(z) == 0:
+        return torch.zeros((0, *(adapter.image_shape or (1, 1, 1))))
+    return torch.cat([adapter.to_unit(adapter.decode(z[i:i + batch_size])).float().cpu()
+                      for i in range(0, len(z), batch_size)])
+
+
+def audit(adapter: Adapter, out: str | Path, config: ProbeConfig | None = None, *, train: torch.Tensor | None = None,
+          heldout: torch.Tensor | None = None, sections: list[Section] | None = None, progress: bool = True,
+          options: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Probe ``adapter`` and write ``out/report.json`` and ``out/report.html``; returns the JSON data.
+
+    The probe run itself goes to ``out/probe`` (resumable). ``train`` / ``heldout``: reference images
+    in [0, 1] for the memorization sections. ``sections`` adds further analyses after the built-ins.
+    """
+    out = Path(out)
+    result = run_probe(adapter, config or ProbeConfig(), out=out / "probe", progress=progress)
+    ctx = AuditContext(adapter, result, train, heldout, out, progress, options)
+    report = Report(f"latentfield audit: {adapter.name}")
+    for section in [overview_section, convergence_section, stability_section, gallery_section,
+                    memorization_section, *(sections or [])]:
+        section(ctx, report)
+    report.write(out)
+    return report.data
+
+
+def overview_section(ctx: AuditContext, report: Report) -> None:
+    r, a = ctx.result, ctx.adapter
+    cfg = r.config
+    rows = [("model", a.name), ("fingerprint (sha256 of weights)", a.fingerprint[:16] + "..."),
+            ("image shape", tuple(a.image_shape or ())), ("latent shape", tuple(a.latent_shape)),
+            ("seeds", f"{cfg.n_seeds} {cfg.init} (sigma {cfg.sigma}, seed {cfg.seed})"),
+            ("stopping rule", f"||z(t+1) - z(t)||^2 < {cfg.tol:g}, at most {cfg.max_steps} steps"),
+            ("solver", cfg.solver), ("evaluations of f", r.n_evals), ("wall time (s)", round(r.wall_time_s, 2))]
+    report.add("Model and probe", table(rows), model=a.name, fingerprint=a.fingerprint,
+               latent_shape=list(a.latent_shape), image_shape=list(a.image_shape or ()),
+               probe_config=r.summary()["config"], n_evals=r.n_evals, wall_time_s=r.wall_time_s)
+
+
+def convergence_section(ctx: AuditContext, report: Report) -> None:
+    r = ctx.result
+    s = r.summary()
+    c, st = s["counts"], s["steps_to_converge"]
+    body = table([("converged", c["converged"]), ("max_steps (not converged)", c["max_steps"]),
+                  ("diverged", c["diverged"]), ("attractors (cosine > %g)" % r.config.cos_threshold, s["n_attractors"]),
+                  ("attractors (relative Euclidean < %g)" % r.config.euclid_rtol, s["n_attractors_euclid"]),
+                  ("steps to converge: median / p90 / max", f"{st['median']} / {st['p90']} / {st['max']}")])
+    if c["max_steps"] or c["diverged"]:
+        body += (f"<p>{c['max_steps'] + c['diverged']} of {s['n_seeds']} seeds did not converge; their end points "
+                 "are not attractors and are left out of everything below.</p>")
+    if s["n_attractors"]:
+        body += f"<img src='{figure_uri(_basin_figure(r.basin_sizes[ctx.order]))}'>"
+    report.add("Convergence and basins", body, n_seeds=s["n_seeds"], n_converged=c["converged"],
+               n_max_steps=c["max_steps"], n_diverged=c["diverged"], n_attractors=s["n_attractors"],
+               n_attractors_euclid=s["n_attractors_euclid"], basin_sizes=r.basin_sizes[ctx.order].tolist(),
+               steps_median=st["median"], steps_p90=st["p90"], steps_max=st["max"])
+
+
+def _basin_figure(sizes: np.ndarray) -> Any:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(7, 2.4))
+    ax.bar(np.arange(len(sizes)), sizes, color="#4c72b0")
+    ax.set_xlabel("attractor (largest basin first)")
+    ax.set_ylabel("seeds in basin")
+    return fig
+
+
+def stability_section(ctx: AuditContext, report: Report) -> None:
+    stab = ctx.result.summary().get("stability")
+    if not stab:
+        return
+    per = stab.get("per_attractor", [])
+    rows = [(i, p.get("kind"), p.get("spectral_radius"), p.get("lipschitz"), p.get("predicted_steps"),
+             p.get("measured_steps_median")) for i, p in enumerate(per)]
+    body = table([("attractors (radius < 1)", stab["n_attractor"]), ("saddles or repellers", stab["n_saddle_or_repeller"]),
+                  ("marginal", stab["n_marginal"])])
+    body += table(rows[:GALLERY_MAX], ["#", "kind", "spectral radius of J_f", "Lipschitz (max singular value)",
+                                       "predicted steps", "measured steps (median)"])
+    report.add("Stability of fixed points", body, stability=stab)
+
+
+def gallery_section(ctx: AuditContext, report: Report) -> None:
+    if len(ctx.decoded) == 0:
+        report.add("Attractors", "<p>No seed converged, so there are no attractors to show.</p>")
+        return
+    order = ctx.order[:GALLERY_MAX]
+    sizes = ctx.result.basin_sizes
+    near_val, near_idx = (max_cosine(ctx.decoded, ctx.train) if ctx.train is not None else (None, None))
+    cards = []
+    for k in order:
+        pair = img_tag(ctx.decoded[k], 64, "decoded attractor")
+        caption = f"#{k} basin {sizes[k]}"
+        if near_val is not None:
+            pair += img_tag(ctx.train[near_idx[k]], 64, "nearest training image")
+            caption += f"<br>cos {near_val[k]:.3f}"
+        cards.append(f"<div class='card'><div style='display:flex;gap:2px'>{pair}</div>{caption}</div>")
+    save_grid(ctx.decoded[order], ctx.out / "attractors.png")
+    note = ("Each decoded attractor (left) beside its nearest training image (right) by cosine."
+            if near_val is not None else "Decoded attractors, largest basin first.")
+    report.add("Attractors", f"<p class='muted'>{note}</p><div class='gallery'>{''.join(cards)}</div>")
+
+
+def memorization_section(ctx: AuditContext, report: Report) -> None:
+    if ctx.train is None or len(ctx.decoded) == 0:
+        return
+    mem = memorization_coefficient(ctx.decoded, ctx.train)
+    data = {"mean": mem["mean"], "std": mem["std"], "per_attractor": mem["per_item"]}
+    rows = [("decoded attractors", len(ctx.decoded), mem["mean"], mem["std"])]
+    if ctx.heldout is not None and len(ctx.heldout):
+        base = memorization_coefficient(ctx.heldout, ctx.train)
+        data.update(baseline_mean=base["mean"], baseline_std=base["std"])
+        rows.append(("held-out images (baseline)", len(ctx.heldout), base["mean"], base["std"]))
+    body = table(rows, ["images", "n", "max cosine to training set: mean", "std"])
+    body += ("<p class='muted'>Memorization coefficient (the paper): for each decoded attractor, the largest "
+             f"cosine similarity to any of the {len(ctx.train)} training images. The held-out row is the same "
+             "number for real test images, so the coefficient has a baseline: attractors above it sit closer "
+             "to training images than unseen data does.</p>")
+    report.add("Memorization", body, memorization=data)
+
+
+def reference_sets(adapter: Adapter) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """Training and held-out images recorded with a bundled demo checkpoint, if any."""
+    record = getattr(adapter, "training_record", None)
+    if not record:
+        return None, None
+    from .data import digits
+    x_train, _ = digits("train")
+    return x_train[record["train_indices"]], digits("test")[0]
+
+
+__all__ = ["audit", "AuditContext", "decode_unit", "reference_sets"]

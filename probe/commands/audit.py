@@ -1,0 +1,38 @@
+"""``latentfield audit MODEL --out DIR``: probe from noise, then write report.json and report.html."""
+from __future__ import annotations
+
+import argparse
+
+from ..audit import audit, reference_sets
+from ..data import load_images
+from .common import add_model_args, add_probe_args, model_from_args, probe_config
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("audit", help="probe a model and write an HTML + JSON report (start here: audit demo)",
+                       description="Probe noise seeds to attractors and report what the model encodes.")
+    add_model_args(p)
+    add_probe_args(p, seeds=256)
+    p.add_argument("--out", required=True, help="report directory (created; a rerun resumes the probe)")
+    p.add_argument("--reference", default=None,
+                   help="training images (folder, .npy/.npz/.safetensors, or digits:train); demo models know theirs")
+    p.add_argument("--heldout", default=None, help="held-out images for the memorization baseline")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    adapter = model_from_args(args)
+    train, heldout = reference_sets(adapter)
+    if args.reference:
+        train = load_images(args.reference, adapter.image_shape)
+    if args.heldout:
+        heldout = load_images(args.heldout, adapter.image_shape)
+    data = audit(adapter, args.out, probe_config(args), train=train, heldout=heldout, progress=not args.quiet)
+    mem = data.get("memorization") or {}
+    line = (f"{adapter.name}: {data['n_converged']}/{data['n_seeds']} seeds converged to {data['n_attractors']} "
+            f"attractors")
+    if mem.get("mean") is not None:
+        line += f"; memorization {mem['mean']:.3f} (held-out baseline {mem.get('baseline_mean', float('nan')):.3f})"
+    print(line)
+    print(f"report: {args.out}/report.html")
+    return 0

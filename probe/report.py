@@ -1,0 +1,108 @@
+"""Self-contained reports: ``report.json`` for machines and ``report.html`` (images embedded) for people.
+
+A report is a list of sections; analyses contribute a section each (a key in the JSON, a block of HTML).
+"""
+from __future__ import annotations
+
+import base64
+import html
+import io as _io
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+import torch
+from PIL import Image
+
+from . import io
+
+_CSS = """
+body{font-family:system-ui,-apple-system,Segoe UI,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
+h1{font-size:1.5em}h2{font-size:1.15em;border-bottom:1px solid #ddd;padding-bottom:.2em;margin-top:2em}
+table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ddd;padding:.25em .6em;text-align:right}
+th{background:#f5f5f5}td:first-child,th:first-child{text-align:left}
+.gallery{display:flex;flex-wrap:wrap;gap:10px}.card{border:1px solid #ddd;padding:4px;font-size:.75em;text-align:center}
+.card img{image-rendering:pixelated;display:block}.muted{color:#777;font-size:.9em}code{background:#f3f3f3;padding:0 .2em}
+"""
+
+
+@dataclass
+class Report:
+    title: str
+    data: dict[str, Any] = field(default_factory=dict)
+    sections: list[tuple[str, str]] = field(default_factory=list)
+
+    def add(self, title: str, body_html: str, **data: Any) -> None:
+        """Add an HTML section and merge ``data`` into the JSON report."""
+        self.sections.append((title, body_html))
+        self.data.update(data)
+
+    def html(self) -> str:
+        body = "\n".join(f"<h2>{html.escape(t)}</h2>\n{b}" for t, b in self.sections)
+        return (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(self.title)}</title>"
+                f"<style>{_CSS}</style></head><body><h1>{html.escape(self.title)}</h1>\n{body}\n</body></html>\n")
+
+    def write(self, out: str | Path) -> tuple[Path, Path]:
+        out = Path(out)
+        io.write_json(out / "report.json", self.data)
+        io.write_text(out / "report.html", self.html())
+        return out / "report.json", out / "report.html"
+
+
+def table(rows: Iterable[Sequence[Any]], header: Sequence[str] | None = None) -> str:
+    head = "<tr>" + "".join(f"<th>{html.escape(str(h))}</th>" for h in header) + "</tr>" if header else ""
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(fmt(c))}</td>" for c in r) + "</tr>" for r in rows)
+    return f"<table>{head}{body}</table>"
+
+
+def fmt(v: Any) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, (float, np.floating)):
+        return f"{v:.4g}"
+    return str(v)
+
+
+def png_uri(img: Image.Image) -> str:
+    buf = _io.BytesIO()
+    img.save(buf, format="PNG")
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
+
+
+def figure_uri(fig: Any) -> str:
+    """Matplotlib figure -> embedded PNG (the figure is closed)."""
+    import matplotlib.pyplot as plt
+    buf = _io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
+
+
+def to_pil(x: torch.Tensor, size: int | None = None) -> Image.Image:
+    """One image (C, H, W) in [0, 1] -> PIL, optionally upscaled (nearest) so the long side is ``size``."""
+    arr = (x.detach().float().clamp(0, 1).cpu().numpy() * 255).round().astype(np.uint8)
+    img = Image.fromarray(arr[0] if arr.shape[0] == 1 else np.moveaxis(arr[:3], 0, -1))
+    if size and max(img.size) < size:
+        scale = size / max(img.size)
+        img = img.resize((round(img.width * scale), round(img.height * scale)), Image.NEAREST)
+    return img
+
+
+def img_tag(x: torch.Tensor, size: int = 64, title: str = "") -> str:
+    return f"<img src='{png_uri(to_pil(x, size))}' title='{html.escape(title)}'>"
+
+
+def save_grid(images: torch.Tensor, path: str | Path, ncol: int = 8, size: int = 64) -> None:
+    """Save images (N, C, H, W) in [0, 1] as one PNG grid."""
+    tiles = [to_pil(x, size).convert("RGB") for x in images]
+    if not tiles:
+        return
+    w, h = tiles[0].size
+    rows = (len(tiles) + ncol - 1) // ncol
+    grid = Image.new("RGB", (min(ncol, len(tiles)) * (w + 2), rows * (h + 2)), "white")
+    for i, t in enumerate(tiles):
+        grid.paste(t, ((i % ncol) * (w + 2), (i // ncol) * (h + 2)))
+    buf = _io.BytesIO()
+    grid.save(buf, format="PNG")
+    io.write_bytes(path, buf.getvalue())
