@@ -74,6 +74,15 @@ class Adapter:
         """The latent map f(z) = E(D(z)), shape preserving."""
         return self.encode(self.decode(z))
 
+    def f_differentiable(self, z: torch.Tensor) -> torch.Tensor:
+        """f(z) with autograd on, for Jacobian-vector products (``torch.func.jvp``/``vjp``).
+
+        ``encode``/``decode`` run under ``no_grad``, which blocks reverse-mode transforms. Adapters
+        whose ``_encode``/``_decode`` are not differentiable make the stability code fall back to
+        finite differences of ``f``.
+        """
+        return self._encode(self._decode(z.to(self._device, self._dtype)))
+
     def from_unit(self, x: torch.Tensor) -> torch.Tensor:
         """Images in [0, 1] -> the model's ``value_range``."""
         lo, hi = self.value_range
