@@ -124,3 +124,9 @@ def iterate(f: Map, z0: torch.Tensor, *, tol: float = 1e-6, max_steps: int = 300
         else:
             z = z_next
     return IterationResult(end=end, status=status, steps=steps, n_evals=n_evals)
+
+
+# Accelerated solvers live in their own module, which does not import this one (no cycle).
+from .solvers import AndersonSolver  # noqa: E402
+
+SOLVERS["anderson"] = AndersonSolver

@@ -28,7 +28,7 @@ from .errors import UsageError
 from .seeds import INITS, make_seeds
 
 # Fields that change how fast a run goes but not its result: a resumed run may change them.
-_RESULT_NEUTRAL = {"batch_size"}
+_RESULT_NEUTRAL = {"batch_size", "verify"}
 
 
 @dataclass
@@ -50,6 +50,7 @@ class ProbeConfig:
     cos_threshold: float = 0.99
     euclid_rtol: float = 0.02
     record_every: int = 0
+    verify: bool = False  # classify attractors by the Jacobian's spectral radius (always on for accelerated solvers)
 
     def validate(self) -> None:
         if self.n_seeds <= 0:
@@ -88,6 +89,7 @@ class ProbeResult:
     wall_time_s: float
     adapter_info: dict[str, Any] = field(default_factory=dict)
     trajectories: dict[str, torch.Tensor] | None = None  # in-memory runs with record_every > 0
+    stability: dict[str, Any] | None = None  # verified runs: see stability.stability_report
 
     @property
     def basin_sizes(self) -> np.ndarray:
@@ -112,7 +114,7 @@ class ProbeResult:
             "steps_to_converge": step_stats(self.steps[conv]),
             "n_evals": self.n_evals,
             "wall_time_s": round(self.wall_time_s, 3),
-        }
+        } | ({"stability": self.stability} if self.stability is not None else {})
 
 
 def versions() -> dict[str, str]:
@@ -166,9 +168,34 @@ def run_probe(adapter: Adapter, config: ProbeConfig | None = None, out: str | Pa
     finally:
         bar.close()
     result = _assemble(config, parts, info)
+    if config.verify or config.solver != "plain":  # acceleration can land on unstable fixed points
+        result.stability = _verify(adapter, config, result, data, progress)
     if out is not None:
         save_result(result, out)
     return result
+
+
+def _verify(adapter: Adapter, config: ProbeConfig, result: ProbeResult, data: torch.Tensor | None,
+            progress: bool) -> dict[str, Any]:
+    """Stability of each cosine attractor, with predicted vs measured steps of the seeds it attracted."""
+    from .stability import stability_report, verify_fixed_points
+
+    stab = verify_fixed_points(adapter, result.attractors, progress=progress)
+    e0, measured = [], []
+    for k, point in enumerate(result.attractors):
+        seeds = np.flatnonzero(result.labels == k)
+        measured.append(float(np.median(result.steps[seeds])) if len(seeds) else None)
+        z0 = _initial_points(adapter, config, seeds[:64], data)  # a sample is enough for a median
+        e0.append(float((z0.flatten(1).float() - point.flatten()).norm(dim=1).median()) if len(seeds) else None)
+    return stability_report(stab, config.tol, e0, measured)
+
+
+def _initial_points(adapter: Adapter, config: ProbeConfig, seeds: np.ndarray, data: torch.Tensor | None) -> torch.Tensor:
+    """The start points of the given seed indices, as ``_run_chunk`` made them (CPU float32)."""
+    if config.init == "data":
+        return adapter.encode(adapter.from_unit(data[torch.from_numpy(seeds)])).float().cpu()
+    return make_seeds(config.init, seeds.tolist(), adapter.latent_shape, config.seed, config.sigma, config.low,
+                      config.high)
 
 
 def _prepare_dir(out: Path, config: ProbeConfig, info: dict[str, Any]) -> None:
@@ -275,7 +302,8 @@ def load_result(out: str | Path) -> ProbeResult:
     return ProbeResult(config=ProbeConfig(**s["config"]), end_points=t["end_points"], status=t["status"].numpy(),
                        steps=t["steps"].numpy(), attractors=t["attractors"], labels=t["labels"].numpy(),
                        attractors_euclid=t["attractors_euclid"], labels_euclid=t["labels_euclid"].numpy(),
-                       n_evals=s["n_evals"], wall_time_s=s["wall_time_s"], adapter_info=s["adapter"])
+                       n_evals=s["n_evals"], wall_time_s=s["wall_time_s"], adapter_info=s["adapter"],
+                       stability=s.get("stability"))
 
 
 def load_trajectories(out: str | Path) -> dict[str, torch.Tensor]:

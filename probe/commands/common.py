@@ -27,13 +27,17 @@ def add_probe_args(p: argparse.ArgumentParser, seeds: int = 256) -> None:
     g.add_argument("--tol", type=float, default=1e-6, help="stop when the squared step < tol (default 1e-6)")
     g.add_argument("--max-steps", type=int, default=3000, help="step limit per seed (default 3000)")
     g.add_argument("--batch-size", type=int, default=256, help="seeds evaluated together (default 256)")
-    g.add_argument("--solver", default="plain", help="fixed-point solver (default plain, the paper's iteration)")
+    g.add_argument("--solver", default="plain", help="fixed-point solver: plain (default, the paper's iteration) "
+                   "or anderson (accelerated; its end points are always verified)")
+    g.add_argument("--verify", action="store_true",
+                   help="classify each attractor by the spectral radius of the Jacobian (attractor/saddle/marginal)")
     g.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
 def probe_config(args: argparse.Namespace, **overrides) -> ProbeConfig:
     cfg = ProbeConfig(n_seeds=args.seeds, init=args.init, seed=args.seed, sigma=args.sigma, tol=args.tol,
-                      max_steps=args.max_steps, batch_size=args.batch_size, solver=args.solver, **overrides)
+                      max_steps=args.max_steps, batch_size=args.batch_size, solver=args.solver,
+                      verify=getattr(args, "verify", False), **overrides)
     if cfg.init != "data":
         cfg.validate()
     return cfg

@@ -1,0 +1,92 @@
+"""Accelerated fixed-point solvers for the probe engine (``iterate(..., solver=...)``).
+
+Anderson acceleration (Walker & Ni 2011, the batched form of Bai et al.'s DEQ solvers) keeps the last
+``m`` iterates x_i and their images f(x_i), and mixes them with weights alpha that minimise the
+combined residual ||sum_i alpha_i (f(x_i) - x_i)|| subject to sum_i alpha_i = 1:
+
+    x_next = sum_i alpha_i [beta f(x_i) + (1 - beta) x_i]
+
+On a linear map this is GMRES on (I - J) x = b, so it converges where plain iteration crawls (rho
+close to 1) and also where plain iteration diverges (rho > 1): it finds fixed points, not attractors.
+Every end point of it should therefore be checked with :mod:`latentfield.probe.stability`.
+
+This module does not import the engine (the engine registers ``"anderson"`` from here).
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+
+Map = Callable[[torch.Tensor], torch.Tensor]
+State = dict[str, torch.Tensor]
+
+
+class AndersonSolver:
+    """Batched, safeguarded Anderson acceleration with per-seed history.
+
+    m: history size; beta: damping (1 = undamped mixing of the f values); lam: Tikhonov term of the
+    least-squares solve, relative to the largest residual norm in the history; restart_factor: an
+    accelerated step is rejected when its residual exceeds ``restart_factor`` times the previous one;
+    the seed then takes the plain step f(x_prev) (already computed, so no extra evaluation) and its
+    history restarts. ``step`` returns the squared residual ||f(z) - z||^2 at the current iterate,
+    so the engine's stopping rule is the plain iteration's. One evaluation of f per step and seed.
+
+    State tensors have the batch as first axis (the engine compacts and refills them):
+    ``x``/``fx`` (B, m, d) history, newest first; ``n`` (B,) valid entries; ``prev`` (B,) last
+    accepted squared residual; ``plain`` (B,) whether the last step was a safeguard fallback.
+    """
+
+    name = "anderson"
+
+    def __init__(self, m: int = 5, beta: float = 1.0, lam: float = 1e-6, restart_factor: float = 1.0) -> None:
+        if m < 1 or not 0 < beta <= 1:
+            raise ValueError(f"need m >= 1 and 0 < beta <= 1, got m={m}, beta={beta}")
+        self.m, self.beta, self.lam, self.restart_factor = m, beta, lam, restart_factor
+
+    def init_state(self, z: torch.Tensor) -> State:
+        b, d = z.shape[0], z[0].numel()
+        return {"x": z.new_zeros(b, self.m, d), "fx": z.new_zeros(b, self.m, d),
+                "n": torch.zeros(b, dtype=torch.long, device=z.device),
+                "prev": torch.full((b,), float("inf"), dtype=torch.float64, device=z.device),
+                "plain": torch.zeros(b, dtype=torch.bool, device=z.device)}
+
+    def step(self, f: Map, z: torch.Tensor, state: State) -> tuple[torch.Tensor, torch.Tensor, State]:
+        shape = z.shape
+        x = z.flatten(1)
+        fx = f(z).flatten(1)
+        r2 = (fx - x).double().pow(2).sum(1)
+        hist_x, hist_f, n = state["x"], state["fx"], state["n"]
+        # Safeguard: the last accelerated step made the residual grow -> go back to the plain step.
+        reject = ~state["plain"] & (n > 0) & (r2 > self.restart_factor * state["prev"])
+        fallback = hist_f[:, 0].clone()  # f(x_prev), the plain step from the last accepted iterate
+        keep = ~reject
+        hist_x = torch.where(keep[:, None, None], torch.cat([x[:, None], hist_x[:, :-1]], 1), hist_x)
+        hist_f = torch.where(keep[:, None, None], torch.cat([fx[:, None], hist_f[:, :-1]], 1), hist_f)
+        n = torch.where(keep, (n + 1).clamp(max=self.m), torch.ones_like(n))  # rejected: keep x_prev only
+        prev = torch.where(keep, r2, state["prev"])
+        z_next = torch.where(reject[:, None], fallback, self._mix(hist_x, hist_f, n))
+        new_state = {"x": hist_x, "fx": hist_f, "n": n, "prev": prev, "plain": reject}
+        return z_next.view(shape), r2.to(z.dtype), new_state
+
+    def _mix(self, hist_x: torch.Tensor, hist_f: torch.Tensor, n: torch.Tensor) -> torch.Tensor:
+        """Anderson weights per seed, alpha = G^-1 1 / (1^T G^-1 1) with G the residuals' Gram matrix."""
+        b, m, _ = hist_x.shape
+        res = (hist_f - hist_x).double()
+        valid = torch.arange(m, device=n.device)[None] < n[:, None]  # (B, m)
+        gram = res @ res.transpose(1, 2)
+        eye = torch.eye(m, dtype=gram.dtype, device=gram.device)
+        scale = gram.diagonal(dim1=1, dim2=2).amax(1).clamp_min(1e-300)[:, None, None]
+        # Invalid history slots get an identity row/column and a zero right-hand side: weight 0.
+        pair = valid[:, :, None] & valid[:, None, :]
+        gram = torch.where(pair, gram + self.lam * scale * eye, eye.expand(b, m, m))
+        y = torch.linalg.solve(gram, valid.to(gram.dtype)[..., None])[..., 0]
+        total = y.sum(1, keepdim=True)
+        plain = torch.zeros_like(y)
+        plain[:, 0] = 1
+        ok = torch.isfinite(y).all(1, keepdim=True) & (total.abs() > 1e-12 * y.abs().sum(1, keepdim=True))
+        alpha = torch.where(ok, y / torch.where(ok, total, torch.ones_like(total)), plain)  # degenerate: plain
+        mixed = self.beta * hist_f + (1 - self.beta) * hist_x if self.beta < 1 else hist_f
+        return torch.einsum("bm,bmd->bd", alpha.to(mixed.dtype), mixed)
+
+__all__ = ["AndersonSolver"]
