@@ -1,0 +1,94 @@
+"""Run directories: determinism across batch sizes, resume after interruption, atomic files."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import latentfield.probe.run as run_mod
+from latentfield.probe.run import ProbeConfig, load_result, run_probe
+
+from models import random_conv_ae
+
+TESTS = Path(__file__).parent
+
+
+def test_same_seed_same_attractors_whatever_the_batch_size():
+    adapter = random_conv_ae()
+    results = [run_probe(adapter, ProbeConfig(n_seeds=60, batch_size=bs, chunk_size=1024, max_steps=400), progress=False)
+               for bs in (1, 7, 64)]
+    ref = results[0]
+    assert ref.counts["converged"] > 0
+    for r in results[1:]:
+        assert (r.status == ref.status).all() and (r.steps == ref.steps).all()
+        torch.testing.assert_close(r.end_points, ref.end_points, rtol=0, atol=1e-5)
+        torch.testing.assert_close(r.attractors, ref.attractors, rtol=0, atol=1e-5)
+        assert (r.labels == ref.labels).all()
+
+
+def test_resume_after_interrupt_equals_uninterrupted_run(tmp_path, monkeypatch):
+    adapter = random_conv_ae()
+    cfg = dict(n_seeds=40, chunk_size=10, max_steps=300, record_every=5)
+    full = run_probe(adapter, ProbeConfig(**cfg), out=tmp_path / "full", progress=False)
+
+    real_run_chunk, calls = run_mod._run_chunk, []
+
+    def interrupted(*args, **kwargs):
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        calls.append(1)
+        return real_run_chunk(*args, **kwargs)
+
+    monkeypatch.setattr(run_mod, "_run_chunk", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        run_probe(adapter, ProbeConfig(**cfg), out=tmp_path / "resumed", progress=False)
+    assert sorted(p.name for p in (tmp_path / "resumed" / "chunks").iterdir()) == ["00000.safetensors", "00001.safetensors"]
+    assert not (tmp_path / "resumed" / "summary.json").exists()
+    monkeypatch.setattr(run_mod, "_run_chunk", real_run_chunk)
+    resumed = run_probe(adapter, ProbeConfig(**cfg), out=tmp_path / "resumed", progress=False)
+    torch.testing.assert_close(resumed.end_points, full.end_points, rtol=0, atol=0)  # bitwise
+    assert (resumed.labels == full.labels).all() and resumed.n_evals == full.n_evals
+    loaded = load_result(tmp_path / "resumed")
+    torch.testing.assert_close(loaded.attractors, full.attractors, rtol=0, atol=0)
+    assert json.loads((tmp_path / "resumed" / "summary.json").read_text())["counts"] == full.counts
+    traj = run_mod.load_trajectories(tmp_path / "resumed")
+    assert set(np.unique(traj["seed"].numpy())) == set(range(40))
+    assert not list((tmp_path / "resumed").rglob("*.tmp"))  # no half-written files left behind
+
+
+def test_rerun_with_other_settings_is_refused(tmp_path):
+    adapter = random_conv_ae()
+    run_probe(adapter, ProbeConfig(n_seeds=5, max_steps=50), out=tmp_path, progress=False)
+    with pytest.raises(ValueError, match="other settings"):
+        run_probe(adapter, ProbeConfig(n_seeds=5, max_steps=60), out=tmp_path, progress=False)
+
+
+def test_cli_killed_mid_run_resumes_to_the_same_result(tmp_path):
+    env = {**os.environ, "PYTHONPATH": str(TESTS)}
+    args = [sys.executable, "-m", "latentfield.probe.cli", "probe", "py:models:random_conv_ae", "--seeds", "64",
+            "--max-steps", "3000", "--tol", "1e-12", "--chunk-size", "8", "--quiet"]
+    subprocess.run(args + ["--out", str(tmp_path / "full")], env=env, check=True, capture_output=True)
+    proc = subprocess.Popen(args + ["--out", str(tmp_path / "killed")], env=env, stderr=subprocess.PIPE, text=True)
+    chunks = tmp_path / "killed" / "chunks"
+    deadline = time.time() + 120
+    while time.time() < deadline and len(list(chunks.glob("*.safetensors")) if chunks.exists() else []) < 2:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    if proc.returncode == 0:
+        pytest.skip("run finished before it could be interrupted")
+    assert proc.returncode == 130 and "rerun the same command to resume" in err and "Traceback" not in err
+    done = len(list(chunks.glob("*.safetensors")))
+    assert 2 <= done < 8
+    subprocess.run(args + ["--out", str(tmp_path / "killed")], env=env, check=True, capture_output=True)
+    a, b = load_result(tmp_path / "full"), load_result(tmp_path / "killed")
+    torch.testing.assert_close(a.end_points, b.end_points, rtol=0, atol=0)
+    assert (a.labels == b.labels).all()
