@@ -1,0 +1,58 @@
+"""Shared pieces of the pretrained-model families (SD VAE, tiny AEs, ViT-MAE, RAE, trained decoders)."""
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any, Sequence
+
+import torch
+from torch import nn
+
+from .base import Adapter, AdapterError
+
+
+class FamilyAdapter(Adapter):
+    """An adapter over one or more torch modules plus the options that change its map.
+
+    ``options`` (JSON-able) enter the fingerprint, so two runs of the same weights with, say, scaled
+    and unscaled latents never share a resumable run directory. ``clamp`` clips decoded images to
+    ``value_range``: D(z) is then an image as it would be saved, and E only ever sees valid pixels.
+    """
+
+    family: str = "family"
+
+    def __init__(self, modules: Sequence[nn.Module], *, name: str, options: dict[str, Any] | None = None,
+                 clamp: bool = True) -> None:
+        super().__init__()
+        self._modules = list(modules)
+        self.name = name
+        self.clamp = bool(clamp)
+        self.options = {"family": self.family, "clamp": self.clamp, **(options or {})}
+        self._eval()
+
+    def modules(self) -> list[nn.Module]:
+        return self._modules
+
+    @property
+    def fingerprint(self) -> str:
+        if self._fingerprint is None:
+            weights = super().fingerprint
+            self._fingerprint = hashlib.sha256(
+                (weights + json.dumps(self.options, sort_keys=True, default=str)).encode()).hexdigest()
+        return self._fingerprint
+
+    def _clamp(self, x: torch.Tensor) -> torch.Tensor:
+        return x.clamp(*self.value_range) if self.clamp else x
+
+    def _check_image(self, x: torch.Tensor, multiple: int = 1) -> None:
+        if x.ndim != 4:
+            raise AdapterError(f"{self.name}: expected images (B, C, H, W), got shape {tuple(x.shape)}")
+        if multiple > 1 and (x.shape[-1] % multiple or x.shape[-2] % multiple):
+            raise AdapterError(f"{self.name}: image height and width must be multiples of {multiple}, "
+                               f"got {tuple(x.shape[-2:])}")
+
+
+def image_shape_option(options: dict[str, Any], default: Sequence[int]) -> tuple[int, ...]:
+    """The ``image_shape`` a loader was given, else the model's native one."""
+    shape = options.get("image_shape")
+    return tuple(int(s) for s in (shape if shape is not None else default))

@@ -1,0 +1,78 @@
+"""Safe weight loading: safetensors first, pickle only through ``torch.load(weights_only=True)``.
+
+A pickle-based checkpoint (``.pth``/``.bin``/``.pt``/``.ckpt``) can run arbitrary code when it is
+unpickled. ``weights_only=True`` restricts unpickling to tensors and plain containers; anything else
+is refused here with one :class:`AdapterError` line (the CLI prints it, nothing runs).
+Hugging Face loaders are always called with ``trust_remote_code=False`` and ``local_files_only=True``.
+"""
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .base import AdapterError
+
+PICKLE_SUFFIXES = (".pth", ".pt", ".bin", ".ckpt")
+SAFE_SUFFIXES = (".safetensors",)
+# Keyword arguments for every ``from_pretrained`` call: no network, no code from the checkpoint.
+HF_SAFE_KWARGS: dict[str, Any] = {"local_files_only": True, "trust_remote_code": False}
+
+
+def load_state_dict(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, torch.Tensor]:
+    """Read a flat ``name -> tensor`` dict from a safetensors or (restricted) pickle file.
+
+    Common wrappers (``{"state_dict": ...}``, ``{"model": ...}``) are unwrapped. Tensors keep their
+    stored dtype (callers cast). Raises ``AdapterError`` for unreadable or unsafe files.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise AdapterError(f"{path}: no such weights file")
+    if path.suffix in SAFE_SUFFIXES:
+        from safetensors.torch import load_file
+        try:
+            return load_file(str(path), device=str(map_location))
+        except Exception as e:  # header/format errors from the Rust reader
+            raise AdapterError(f"{path}: not a readable safetensors file ({_first_line(e)})") from None
+    obj = torch_load_safe(path, map_location)
+    for key in ("state_dict", "model", "module", "model_state_dict"):
+        if isinstance(obj, dict) and key in obj and isinstance(obj[key], dict):
+            obj = obj[key]
+    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise AdapterError(f"{path}: expected a state dict of tensors, got {type(obj).__name__}")
+    return dict(obj)
+
+
+def torch_load_safe(path: str | Path, map_location: str | torch.device = "cpu") -> Any:
+    """``torch.load(path, weights_only=True)`` with unsafe or broken pickles turned into ``AdapterError``."""
+    path = Path(path)
+    try:
+        return torch.load(str(path), map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as e:
+        raise AdapterError(
+            f"{path}: refused to load: the pickle holds objects other than tensors, which could run code "
+            f"({_first_line(e)}); convert trusted weights to .safetensors") from None
+    except (RuntimeError, EOFError, OSError, ValueError) as e:
+        raise AdapterError(f"{path}: cannot read weights ({_first_line(e)})") from None
+
+
+def check_pickles(directory: str | Path) -> None:
+    """Refuse a Hugging Face directory whose pickle weight files are unsafe, before a library opens them.
+
+    Only pickle files without a safetensors sibling are checked (libraries prefer safetensors). The
+    check loads onto the ``meta`` device, so no tensor data is read.
+    """
+    directory = Path(directory)
+    has_safe = any(directory.glob("*.safetensors"))
+    if has_safe:
+        return
+    for p in sorted(directory.iterdir()):
+        if p.suffix in PICKLE_SUFFIXES and p.is_file():
+            torch_load_safe(p, map_location="meta")
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip().splitlines()
+    return text[0][:200] if text else type(e).__name__
