@@ -1,0 +1,134 @@
+"""Attractors as a dictionary (the paper's section 4.1).
+
+Encode reference images, approximate each latent by orthogonal matching pursuit (scikit-learn) over
+the attractors as atoms, decode, and measure the image MSE against the number of atoms. The same
+curve over a random orthonormal basis of the latent space says what "a good dictionary" means.
+"""
+from __future__ import annotations
+
+import warnings
+from typing import TYPE_CHECKING, Any, Sequence
+
+import numpy as np
+import torch
+from sklearn.linear_model import orthogonal_mp
+
+from latentfield.adapters import Adapter
+
+from ..report import figure_uri, table
+
+if TYPE_CHECKING:
+    from ..audit import AuditContext
+    from ..report import Report
+
+
+def atom_grid(max_atoms: int, n_points: int = 8) -> list[int]:
+    """Roughly geometric numbers of atoms 1 ... ``max_atoms``."""
+    if max_atoms < 1:
+        return []
+    return sorted({int(round(v)) for v in np.geomspace(1, max_atoms, n_points)} | {max_atoms})
+
+
+def random_orthonormal_basis(dim: int, seed: int = 0) -> np.ndarray:
+    """(dim, dim) random orthonormal rows (QR of a Gaussian matrix)."""
+    g = np.random.default_rng(seed).standard_normal((dim, dim))
+    q, r = np.linalg.qr(g)
+    return (q * np.sign(np.diag(r))).T
+
+
+def omp_codes(latents: np.ndarray, atoms: np.ndarray, n_atoms: int) -> np.ndarray:
+    """Sparse approximation of latents (M, D) over unit-norm ``atoms`` (K, D) with at most ``n_atoms``
+    non-zeros each. Returns the reconstructed latents (M, D)."""
+    with warnings.catch_warnings():  # OMP stops early once a residual is exactly representable
+        warnings.simplefilter("ignore", RuntimeWarning)
+        coef = orthogonal_mp(atoms.T, latents.T, n_nonzero_coefs=min(n_atoms, *atoms.shape), precompute=True)
+    coef = coef.reshape(len(atoms), -1)
+    return (atoms.T @ coef).T
+
+
+def _decode_mse(adapter: Adapter, z: np.ndarray, images: torch.Tensor, batch_size: int) -> float:
+    """Mean squared error in [0, 1] pixel units between decoded latents and images."""
+    total = 0.0
+    zt = torch.from_numpy(z.astype(np.float32)).view(len(z), *adapter.latent_shape)
+    for i in range(0, len(zt), batch_size):
+        rec = adapter.to_unit(adapter.decode(zt[i:i + batch_size])).float().cpu()
+        total += float((rec - images[i:i + batch_size]).pow(2).sum())
+    return total / images.numel()
+
+
+def dictionary_test(adapter: Adapter, attractors: torch.Tensor, images: torch.Tensor,
+                    n_atoms: Sequence[int] | None = None, seed: int = 0, batch_size: int = 128) -> dict[str, Any]:
+    """OMP reconstruction of ``images`` (M, C, H, W) in [0, 1] from their latents.
+
+    Atoms: the attractors (K, *latent), normalised, and a random orthonormal basis (D atoms). For each
+    number of atoms n: image MSE of D(OMP_n(E(x))) against x, and the latent relative residual
+    ||z - z_hat|| / ||z||. ``mse_autoencoder`` = MSE of D(E(x)) is the floor both curves approach.
+    """
+    x = images.float()
+    z = torch.cat([adapter.encode(adapter.from_unit(x[i:i + batch_size])).float().cpu()
+                   for i in range(0, len(x), batch_size)])
+    zf = z.flatten(1).double().numpy()
+    d = zf.shape[1]
+    atoms = attractors.flatten(1).double().numpy()
+    atoms = atoms / np.maximum(np.linalg.norm(atoms, axis=1, keepdims=True), 1e-12)
+    basis = random_orthonormal_basis(d, seed)
+    grid = list(n_atoms) if n_atoms is not None else atom_grid(max(len(atoms), d))
+    znorm = np.maximum(np.linalg.norm(zf, axis=1), 1e-12)
+    out: dict[str, Any] = {"n_atoms": grid, "n_attractors": len(atoms), "latent_dim": d, "n_images": len(x),
+                           "mse_attractors": [], "mse_random_basis": [], "residual_attractors": [],
+                           "residual_random_basis": []}
+    for n in grid:
+        for name, dico in (("attractors", atoms), ("random_basis", basis)):
+            zh = omp_codes(zf, dico, n)
+            out[f"mse_{name}"].append(_decode_mse(adapter, zh, x, batch_size))
+            out[f"residual_{name}"].append(float(np.mean(np.linalg.norm(zf - zh, axis=1) / znorm)))
+    out["mse_autoencoder"] = _decode_mse(adapter, zf, x, batch_size)
+    return out
+
+
+def dictionary_figure(result: dict[str, Any]) -> Any:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(5.5, 3.4))
+    n = result["n_atoms"]
+    ax.plot(n, result["mse_attractors"], "o-", label=f"attractors ({result['n_attractors']} atoms)")
+    ax.plot(n, result["mse_random_basis"], "s--", label="random orthonormal basis")
+    ax.axhline(result["mse_autoencoder"], color="gray", lw=1, ls=":", label="D(E(x)) (floor)")
+    ax.set_xscale("log")
+    ax.set_xlabel("atoms used by OMP")
+    ax.set_ylabel("image MSE")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def save_dictionary_plot(result: dict[str, Any], path: Any) -> None:
+    from .. import io
+    import io as _io
+    import matplotlib.pyplot as plt
+    fig = dictionary_figure(result)
+    buf = _io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110)
+    plt.close(fig)
+    io.write_bytes(path, buf.getvalue())
+
+
+def dictionary_section(ctx: "AuditContext", report: "Report") -> None:
+    """Runs when the audit is asked for it (``options['dictionary']``) and has reference images."""
+    if not ctx.options.get("dictionary") or len(ctx.result.attractors) == 0:
+        return
+    images = ctx.heldout if ctx.heldout is not None and len(ctx.heldout) else ctx.train
+    if images is None or len(images) == 0:
+        return
+    res = dictionary_test(ctx.adapter, ctx.result.attractors, images[:512])
+    rows = list(zip(res["n_atoms"], res["mse_attractors"], res["mse_random_basis"]))
+    body = table(rows, ["atoms", "MSE (attractors)", "MSE (random basis)"])
+    body += f"<img src='{figure_uri(dictionary_figure(res))}'>"
+    body += (f"<p class='muted'>{res['n_images']} reference images encoded and rebuilt by orthogonal matching "
+             f"pursuit from n atoms, then decoded; D(E(x)) itself has MSE {res['mse_autoencoder']:.4g}.</p>")
+    report.add("Attractors as a dictionary", body, dictionary=res)
+
+
+__all__ = ["atom_grid", "random_orthonormal_basis", "omp_codes", "dictionary_test", "dictionary_figure",
+           "save_dictionary_plot", "dictionary_section"]
