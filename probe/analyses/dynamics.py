@@ -1,0 +1,70 @@
+"""Training dynamics: how the attractor landscape changes across the checkpoints of one training run.
+
+Per checkpoint: the number of attractors reached from Gaussian seeds, the memorization coefficient of
+their decoded images against the training set, and the symmetric Chamfer similarity (latent space,
+cosine) between the noise-started and the data-started attractor sets. Early in training the two sets
+differ; a memorizing model pulls both onto copies of training images.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import torch
+
+from latentfield.adapters import Adapter
+
+from ..run import ProbeConfig, run_probe
+from .compare import chamfer_similarity
+from .memorization import memorization_coefficient
+
+
+def checkpoint_stats(adapter: Adapter, reference: torch.Tensor, config: ProbeConfig,
+                     n_data: int = 256, progress: bool = False) -> dict[str, Any]:
+    """Statistics of one checkpoint. ``reference`` (M, C, H, W) in [0, 1]: the training images (the
+    first ``n_data`` also seed the data-started probe). ``config``: the noise probe."""
+    from ..audit import decode_unit
+    noise = run_probe(adapter, config, progress=progress)
+    data_cfg = ProbeConfig(init="data", tol=config.tol, max_steps=config.max_steps, batch_size=config.batch_size,
+                           cos_threshold=config.cos_threshold)
+    data = run_probe(adapter, data_cfg, data=reference[:n_data], progress=progress)
+    mem = memorization_coefficient(decode_unit(adapter, noise.attractors), reference)
+    both = len(noise.attractors) and len(data.attractors)
+    return {"name": adapter.name, "n_attractors": len(noise.attractors), "n_data_attractors": len(data.attractors),
+            "converged_fraction": float(np.mean(noise.status == 0)),
+            "memorization_mean": mem["mean"], "memorization_std": mem["std"],
+            "chamfer_noise_data": chamfer_similarity(noise.attractors, data.attractors) if both else None}
+
+
+def training_dynamics(adapters: Sequence[Adapter], reference: torch.Tensor, config: ProbeConfig | None = None,
+                      n_data: int = 256, progress: bool = False,
+                      on_checkpoint: Callable[[int, dict[str, Any]], None] | None = None) -> list[dict[str, Any]]:
+    """:func:`checkpoint_stats` for each checkpoint, in the given (training) order."""
+    config = config or ProbeConfig()
+    rows = []
+    for i, a in enumerate(adapters):
+        rows.append(checkpoint_stats(a, reference, config, n_data, progress))
+        if on_checkpoint:
+            on_checkpoint(i, rows[-1])
+    return rows
+
+
+def dynamics_figure(rows: list[dict[str, Any]]) -> Any:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    x = np.arange(len(rows))
+    names = [r["name"] for r in rows]
+    fig, axes = plt.subplots(1, 3, figsize=(11, 3.2))
+    series = [("n_attractors", "attractors (noise seeds)"), ("memorization_mean", "memorization coefficient"),
+              ("chamfer_noise_data", "Chamfer(noise, data attractors)")]
+    for ax, (key, label) in zip(axes, series):
+        y = [np.nan if r[key] is None else r[key] for r in rows]
+        ax.plot(x, y, "o-")
+        ax.set_title(label, fontsize=9)
+        ax.set_xticks(x, names, rotation=45, ha="right", fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+__all__ = ["checkpoint_stats", "training_dynamics", "dynamics_figure"]

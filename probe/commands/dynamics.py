@@ -1,0 +1,52 @@
+"""``latentfield dynamics CKPT [CKPT ...] --reference DATA``: attractors across training checkpoints."""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from .. import io
+from ..analyses.dynamics import dynamics_figure, training_dynamics
+from ..data import load_images
+from .common import add_probe_args, image_shape, model_from_args, probe_config
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("dynamics", help="attractor count, memorization and noise/data Chamfer across checkpoints",
+                       description="For each checkpoint of one training run (in training order): attractors from "
+                                   "noise, their memorization coefficient against --reference, and the Chamfer "
+                                   "similarity of noise-started and data-started attractor sets.")
+    p.add_argument("checkpoints", nargs="+", help="checkpoint specs or paths, in training order")
+    p.add_argument("--reference", required=True, help="training images (folder, array file, digits:train, ...)")
+    p.add_argument("--n-data", type=int, default=256, help="reference images used as data seeds (default 256)")
+    p.add_argument("--image-shape", type=image_shape, default=None, metavar="C,H,W", help="input size for all checkpoints")
+    p.add_argument("--device", default=None, help="torch device (default cpu)")
+    p.add_argument("--out", default=None, help="directory for dynamics.json and dynamics.png")
+    add_probe_args(p, seeds=256)
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    args.checkpoint = None
+    adapters = [model_from_args(args, spec=s) for s in args.checkpoints]
+    reference = load_images(args.reference, adapters[0].image_shape)
+    rows = training_dynamics(adapters, reference, probe_config(args), n_data=args.n_data, progress=not args.quiet,
+                             on_checkpoint=lambda i, r: print(
+                                 f"{r['name']}: {r['n_attractors']} attractors, memorization "
+                                 f"{_f(r['memorization_mean'])}, Chamfer(noise, data) {_f(r['chamfer_noise_data'])}"))
+    if args.out:
+        out = Path(args.out)
+        io.write_json(out / "dynamics.json", {"checkpoints": list(args.checkpoints), "reference": args.reference,
+                                              "rows": rows})
+        import io as _io
+        import matplotlib.pyplot as plt
+        fig = dynamics_figure(rows)
+        buf = _io.BytesIO()
+        fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+        plt.close(fig)
+        io.write_bytes(out / "dynamics.png", buf.getvalue())
+        print(f"wrote {out}/dynamics.json and {out}/dynamics.png")
+    return 0
+
+
+def _f(v) -> str:
+    return "-" if v is None else f"{v:.3f}"

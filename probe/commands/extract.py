@@ -1,0 +1,81 @@
+"""``latentfield extract MODEL --seeds N --out DIR``: the model's data-free prior as files.
+
+Gaussian seeds are iterated to attractors; the decoded attractors go to ``DIR/attractors/*.png`` with
+``DIR/manifest.json``, the latents to ``DIR/attractors.safetensors`` and a FAISS index of them to
+``DIR/index.faiss``. With ``--reference DATA --dictionary`` the OMP dictionary test runs as well.
+"""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import torch
+
+from .. import io
+from ..analyses.dictionary import dictionary_test, save_dictionary_plot
+from ..audit import decode_unit
+from ..data import load_images
+from ..index import AttractorIndex
+from ..report import save_grid, to_pil
+from ..run import run_probe
+from .common import add_model_args, add_probe_args, model_from_args, probe_config
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("extract", help="save the attractors reached from noise (the data-free prior) as PNGs + latents",
+                       description="Iterate Gaussian seeds to attractors; save decoded PNGs, a manifest, latents "
+                                   "(safetensors) and a FAISS index; optionally run the OMP dictionary test.")
+    add_model_args(p)
+    add_probe_args(p, seeds=256)
+    p.add_argument("--out", required=True, help="output directory (the probe run inside it resumes)")
+    p.add_argument("--reference", default=None, help="images for the dictionary test (folder, array file, digits:test, ...)")
+    p.add_argument("--dictionary", action="store_true", help="run the OMP dictionary test on --reference images")
+    p.add_argument("--limit", type=int, default=512, help="reference images used by the dictionary test (default 512)")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..errors import UsageError
+    if args.dictionary and not args.reference:
+        raise UsageError("--dictionary needs --reference DATA (images to rebuild)")
+    adapter = model_from_args(args)
+    out = Path(args.out)
+    result = run_probe(adapter, probe_config(args), out=out / "probe", progress=not args.quiet)
+    order = result.basin_sizes.argsort(kind="stable")[::-1].copy()  # largest basin first
+    attractors = result.attractors[order]
+    sizes = result.basin_sizes[order]
+    decoded = decode_unit(adapter, attractors)
+    entries = []
+    for rank, (k, img) in enumerate(zip(order, decoded)):
+        name = f"attractors/{rank:05d}.png"
+        buf = _png(img)
+        io.write_bytes(out / name, buf)
+        entries.append({"file": name, "rank": rank, "attractor": int(k), "basin_size": int(sizes[rank]),
+                        "latent_norm": float(attractors[rank].norm())})
+    io.write_tensors(out / "attractors.safetensors", {"attractors": attractors.contiguous(),
+                                                      "basin_sizes": torch.from_numpy(sizes.copy())},
+                     metadata={"fingerprint": adapter.fingerprint, "model": adapter.name})
+    if len(attractors):
+        AttractorIndex.build(attractors, "cosine", fingerprint=adapter.fingerprint).save(out / "index.faiss")
+        save_grid(decoded[:64], out / "attractors.png")
+    manifest = {"model": adapter.name, "fingerprint": adapter.fingerprint, "latent_shape": list(adapter.latent_shape),
+                "n_seeds": len(result.status), "counts": result.counts, "n_attractors": len(attractors),
+                "attractors": entries}
+    if args.dictionary:
+        images = load_images(args.reference, adapter.image_shape, limit=args.limit)
+        dico = dictionary_test(adapter, attractors, images) if len(attractors) else None
+        if dico is not None:
+            io.write_json(out / "dictionary.json", dico)
+            save_dictionary_plot(dico, out / "dictionary.png")
+            manifest["dictionary"] = "dictionary.json"
+    io.write_json(out / "manifest.json", manifest)
+    print(f"{adapter.name}: {len(result.status)} seeds -> {len(attractors)} attractors; wrote {out}/attractors/, "
+          f"{out}/manifest.json, {out}/attractors.safetensors" + (", dictionary.json" if "dictionary" in manifest else ""))
+    return 0
+
+
+def _png(img: torch.Tensor) -> bytes:
+    import io as _io
+    buf = _io.BytesIO()
+    to_pil(img).save(buf, format="PNG")
+    return buf.getvalue()
