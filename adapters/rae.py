@@ -1,0 +1,68 @@
+"""Representation autoencoders (diffusers ``AutoencoderRAE``): a frozen DINOv2 / SigLIP2 / MAE encoder
+with a trained ViT decoder, the setup the paper audits for DINOv2.
+
+Images in [0, 1] at the decoder's resolution (256 px for the released checkpoints); the encoder reads
+``encoder_input_size`` (224 px), so encode first resizes (bicubic, inside ``AutoencoderRAE.encode``)
+and then applies the encoder's ImageNet normalisation. That makes f(z) = E(D(z)) a map from the
+latent space to itself. Latent = the encoder's final-layer patch tokens (CLS and register tokens
+dropped), normalised with the checkpoint's ``latents_mean``/``latents_std`` and ``scaling_factor``
+exactly as ``AutoencoderRAE.encode`` returns them; shape (hidden, g, g) with g = 224 / encoder patch
+(16 x 16 for DINOv2 with patch 14), or (g*g, hidden) when the config sets ``reshape_to_2d`` false.
+The training-time latent noise (``noise_tau``) is off in eval mode, so f is deterministic.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+
+from ._family import FamilyAdapter
+from .base import AdapterError
+from .hub import register_config_family
+from .safe_load import HF_SAFE_KWARGS
+
+
+class RAEAdapter(FamilyAdapter):
+    """Images (B, 3, S, S) in [0, 1], S = decoder image size -> latents (B, hidden, g, g) and back."""
+
+    family = "rae"
+    value_range = (0.0, 1.0)
+
+    def __init__(self, model: torch.nn.Module, *, name: str, clamp: bool = True) -> None:
+        super().__init__([model], name=name, clamp=clamp)
+        self.model = model
+        cfg = model.config
+        g = cfg.encoder_input_size // cfg.encoder_patch_size
+        self.image_shape = (int(cfg.num_channels), model.decoder_image_size, model.decoder_image_size)
+        hidden = int(cfg.encoder_hidden_size)
+        self.latent_shape = (hidden, g, g) if cfg.reshape_to_2d else (g * g, hidden)
+
+    def set_image_shape(self, image_shape: Sequence[int]) -> None:
+        if tuple(int(s) for s in image_shape) != self.image_shape:
+            raise AdapterError(f"{self.name}: the RAE decoder writes images of shape {self.image_shape}; "
+                               f"resize your data to it (got {tuple(image_shape)})")
+
+    def _encode(self, x: torch.Tensor) -> torch.Tensor:
+        self._check_image(x)
+        return self.model.encode(x).latent
+
+    def _decode(self, z: torch.Tensor) -> torch.Tensor:
+        return self._clamp(self.model.decode(z).sample)
+
+
+def _is_rae(config: dict[str, Any]) -> bool:
+    return config.get("_class_name") == "AutoencoderRAE"
+
+
+@register_config_family("rae (diffusers AutoencoderRAE: DINOv2 / SigLIP2 / MAE encoders)", _is_rae)
+def load_rae(path: Path, config: dict[str, Any], **options: Any) -> RAEAdapter:
+    from diffusers import AutoencoderRAE
+    try:
+        model = AutoencoderRAE.from_pretrained(str(path), torch_dtype=torch.float32, **HF_SAFE_KWARGS)
+    except (OSError, ValueError, RuntimeError) as e:
+        raise AdapterError(f"{path}: cannot load AutoencoderRAE ({str(e).splitlines()[0][:200]})") from None
+    adapter = RAEAdapter(model, name=options.get("name") or Path(path).name, clamp=options.get("clamp", True))
+    if options.get("image_shape") is not None:
+        adapter.set_image_shape(options["image_shape"])
+    return adapter
