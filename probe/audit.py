@@ -13,6 +13,9 @@ import torch
 from latentfield.adapters import Adapter
 
 from .analyses.memorization import max_cosine, memorization_coefficient
+from .analyses.copying import copying_section, generalization_entropy_section
+from .analyses.dictionary import dictionary_section
+from .analyses.ood import ood_section
 from .report import Report, figure_uri, img_tag, save_grid, table
 from .run import ProbeConfig, ProbeResult, run_probe
 
@@ -48,13 +51,16 @@ def audit(adapter: Adapter, out: str | Path, config: ProbeConfig | None = None, 
 
     The probe run itself goes to ``out/probe`` (resumable). ``train`` / ``heldout``: reference images
     in [0, 1] for the memorization sections. ``sections`` adds further analyses after the built-ins.
+    ``options``: ``{"dictionary": True}`` runs the OMP dictionary test, ``{"ood": {name: images}}`` the
+    OOD section (fitted on ``train``, negatives ``heldout``).
     """
     out = Path(out)
     result = run_probe(adapter, config or ProbeConfig(), out=out / "probe", progress=progress)
     ctx = AuditContext(adapter, result, train, heldout, out, progress, options)
     report = Report(f"latentfield audit: {adapter.name}")
     for section in [overview_section, convergence_section, stability_section, gallery_section,
-                    memorization_section, *(sections or [])]:
+                    memorization_section, copying_section, generalization_entropy_section,
+                    dictionary_section, ood_section, *(sections or [])]:
         section(ctx, report)
     report.write(out)
     return report.data

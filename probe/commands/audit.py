@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from ..audit import audit, reference_sets
 from ..data import load_images
@@ -17,6 +18,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--reference", default=None,
                    help="training images (folder, .npy/.npz/.safetensors, or digits:train); demo models know theirs")
     p.add_argument("--heldout", default=None, help="held-out images for the memorization baseline")
+    p.add_argument("--ood", action="append", default=None, metavar="DATA",
+                   help="out-of-distribution images (repeatable): adds the OOD section (needs training images)")
+    p.add_argument("--dictionary", action="store_true", help="add the OMP dictionary test (needs reference images)")
     p.set_defaults(func=run)
 
 
@@ -27,7 +31,12 @@ def run(args: argparse.Namespace) -> int:
         train = load_images(args.reference, adapter.image_shape)
     if args.heldout:
         heldout = load_images(args.heldout, adapter.image_shape)
-    data = audit(adapter, args.out, probe_config(args), train=train, heldout=heldout, progress=not args.quiet)
+    options = {"dictionary": args.dictionary}
+    if args.ood:
+        options["ood"] = {Path(src).stem if Path(src).exists() else str(src): load_images(src, adapter.image_shape)
+                          for src in args.ood}
+    data = audit(adapter, args.out, probe_config(args), train=train, heldout=heldout, progress=not args.quiet,
+                 options=options)
     mem = data.get("memorization") or {}
     line = (f"{adapter.name}: {data['n_converged']}/{data['n_seeds']} seeds converged to {data['n_attractors']} "
             f"attractors")
