@@ -4,7 +4,7 @@ from .registry import (accepted_forms, available_adapters, load_adapter, registe
                        register_hub_resolver, register_path_loader)
 
 # Built-in family modules; importing one registers its loaders (see registry._load_builtins).
-FAMILIES = ("demo",)
+FAMILIES = ("demo", "hub", "tiny", "sd_vae", "vit_mae", "rae", "timm_encoder", "trained_decoder")
 
 def _import_families() -> None:
     import importlib
