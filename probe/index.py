@@ -41,7 +41,7 @@ def as_matrix(x: torch.Tensor | np.ndarray) -> np.ndarray:
     if isinstance(x, torch.Tensor):
         x = x.detach().cpu().float().numpy()
     x = np.asarray(x, dtype=np.float32)
-    return np.ascontiguousarray(x.reshape(len(x), -1))
+    return np.ascontiguousarray(x.reshape(len(x), int(np.prod(x.shape[1:])) if x.ndim > 1 else 1))
 
 
 def _latentfield_version() -> str:
