@@ -39,17 +39,22 @@ class AndersonSolver:
 
     name = "anderson"
 
-    def __init__(self, m: int = 5, beta: float = 1.0, lam: float = 1e-6, restart_factor: float = 1.0) -> None:
+    def __init__(self, m: int = 5, beta: float = 1.0, lam: float = 1e-6, restart_factor: float = 2.0,
+                 warmup: int = 30, patience: int = 10) -> None:
         if m < 1 or not 0 < beta <= 1:
             raise ValueError(f"need m >= 1 and 0 < beta <= 1, got m={m}, beta={beta}")
         self.m, self.beta, self.lam, self.restart_factor = m, beta, lam, restart_factor
+        self.warmup, self.patience = warmup, patience
 
     def init_state(self, z: torch.Tensor) -> State:
         b, d = z.shape[0], z[0].numel()
         return {"x": z.new_zeros(b, self.m, d), "fx": z.new_zeros(b, self.m, d),
                 "n": torch.zeros(b, dtype=torch.long, device=z.device),
                 "prev": torch.full((b,), float("inf"), dtype=torch.float64, device=z.device),
-                "plain": torch.zeros(b, dtype=torch.bool, device=z.device)}
+                "plain": torch.zeros(b, dtype=torch.bool, device=z.device),
+                "age": torch.zeros(b, dtype=torch.long, device=z.device),
+                "best": torch.full((b,), float("inf"), dtype=torch.float64, device=z.device),
+                "since": torch.zeros(b, dtype=torch.long, device=z.device)}
 
     def step(self, f: Map, z: torch.Tensor, state: State) -> tuple[torch.Tensor, torch.Tensor, State]:
         shape = z.shape
@@ -58,15 +63,27 @@ class AndersonSolver:
         r2 = (fx - x).double().pow(2).sum(1)
         hist_x, hist_f, n = state["x"], state["fx"], state["n"]
         # Safeguard: the last accelerated step made the residual grow -> go back to the plain step.
-        reject = ~state["plain"] & (n > 0) & (r2 > self.restart_factor * state["prev"])
+        # Stagnation (no 10% gain on the best residual for `patience` accelerated steps): the mixing is
+        # wandering where no fixed point is near, so the seed goes back to plain steps for a warm-up.
+        improved = r2 < 0.9 * state["best"]
+        best = torch.where(improved, r2, state["best"])
+        since = torch.where(improved, torch.zeros_like(state["since"]), state["since"] + 1)
+        age = state["age"]
+        stalled = (age >= self.warmup) & (since >= self.patience)
+        age = torch.where(stalled, torch.zeros_like(age), age)
+        best = torch.where(stalled, torch.full_like(best, float("inf")), best)
+        since = torch.where(stalled, torch.zeros_like(since), since)
+        warm = age < self.warmup  # plain steps first: mixing far from any fixed point misleads
+        reject = ~state["plain"] & ~warm & (n > 0) & (r2 > self.restart_factor * state["prev"])
         fallback = hist_f[:, 0].clone()  # f(x_prev), the plain step from the last accepted iterate
         keep = ~reject
         hist_x = torch.where(keep[:, None, None], torch.cat([x[:, None], hist_x[:, :-1]], 1), hist_x)
         hist_f = torch.where(keep[:, None, None], torch.cat([fx[:, None], hist_f[:, :-1]], 1), hist_f)
         n = torch.where(keep, (n + 1).clamp(max=self.m), torch.ones_like(n))  # rejected: keep x_prev only
         prev = torch.where(keep, r2, state["prev"])
-        z_next = torch.where(reject[:, None], fallback, self._mix(hist_x, hist_f, n))
-        new_state = {"x": hist_x, "fx": hist_f, "n": n, "prev": prev, "plain": reject}
+        z_next = torch.where(reject[:, None], fallback, torch.where(warm[:, None], fx, self._mix(hist_x, hist_f, n)))
+        new_state = {"x": hist_x, "fx": hist_f, "n": n, "prev": prev, "plain": reject | warm, "age": age + 1,
+                     "best": best, "since": since}
         return z_next.view(shape), r2.to(z.dtype), new_state
 
     def _mix(self, hist_x: torch.Tensor, hist_f: torch.Tensor, n: torch.Tensor) -> torch.Tensor:
