@@ -1,0 +1,65 @@
+"""The CLI on user mistakes: one clear line, a non-zero exit, never a traceback."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+TESTS = Path(__file__).parent
+
+
+def cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(TESTS), "HF_HUB_OFFLINE": "1"}
+    return subprocess.run([sys.executable, "-m", "latentfield.probe.cli", *args], capture_output=True, text=True,
+                          env=env, cwd=cwd, timeout=300)
+
+
+def assert_one_line_error(res: subprocess.CompletedProcess, *needles: str) -> None:
+    assert res.returncode == 2, res.stderr
+    assert "Traceback" not in res.stderr
+    lines = [ln for ln in res.stderr.strip().splitlines() if ln.startswith("latentfield: error:")]
+    assert len(lines) == 1, res.stderr
+    for n in needles:
+        assert n in lines[0], lines[0]
+
+
+def test_unknown_model_names_the_accepted_forms(tmp_path):
+    res = cli("probe", "no-such-model", "--out", str(tmp_path / "o"))
+    assert_one_line_error(res, "unknown model 'no-such-model'", "demo", "py:package.module:attr")
+
+
+@pytest.mark.parametrize("args,needle", [(["--seeds", "0"], "seeds must be positive"),
+                                         (["--tol=-1e-6"], "tolerance must be positive"),
+                                         (["--init", "lattice"], "unknown init")])
+def test_bad_numbers_are_refused(tmp_path, args, needle):
+    assert_one_line_error(cli("probe", "py:models:random_conv_ae", "--out", str(tmp_path / "o"), *args), needle)
+
+
+def test_unwritable_output_dir(tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    res = cli("probe", "py:models:random_conv_ae", "--seeds", "2", "--out", str(blocker / "run"))
+    assert_one_line_error(res, "cannot write to", str(blocker / "run"))
+
+
+def test_bad_python_spec_and_missing_data(tmp_path):
+    assert_one_line_error(cli("probe", "py:models:nothing_here", "--out", str(tmp_path)), "cannot import")
+    res = cli("probe", "py:models:random_conv_ae", "--init", "data", "--data", str(tmp_path / "none"),
+              "--out", str(tmp_path / "o"))
+    assert_one_line_error(res, "no such file or folder")
+
+
+def test_bare_pair_needs_an_image_shape_and_works_with_one(tmp_path):
+    assert_one_line_error(cli("probe", "py:models:conv_pair", "--out", str(tmp_path / "a")), "--image-shape")
+    res = cli("probe", "py:models:conv_pair", "--image-shape", "3,16,16", "--seeds", "8", "--max-steps", "50",
+              "--quiet", "--out", str(tmp_path / "b"))
+    assert res.returncode == 0, res.stderr
+    assert (tmp_path / "b" / "summary.json").exists() and "8 seeds" in res.stdout
+
+
+def test_bad_image_shape_is_an_argument_error(tmp_path):
+    res = cli("probe", "demo", "--image-shape", "3x32", "--out", str(tmp_path))
+    assert res.returncode == 2 and "C,H,W" in res.stderr and "Traceback" not in res.stderr
