@@ -1,0 +1,94 @@
+"""The analysis commands end to end on tiny demo checkpoints trained here (a few seconds)."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from latentfield.adapters.demo import save_demo_checkpoint
+from latentfield.probe.cli import main
+from latentfield.probe.demo_training import DemoRecipe, train_demo
+from latentfield.probe.index import AttractorIndex
+
+FAST = ["--max-steps", "150", "--tol", "1e-5", "--quiet"]
+
+
+@pytest.fixture(scope="module")
+def checkpoints(tmp_path_factory):
+    """Three checkpoints of one short training run (epochs 2, 10, 30), with training records."""
+    torch.set_num_threads(1)
+    d = tmp_path_factory.mktemp("ckpt")
+    paths = []
+    recipe = DemoRecipe(bottleneck=8, n_train=48, epochs=30, batch_size=48, width=8)
+
+    def save(epoch, model):
+        if epoch in (2, 10, 30):
+            paths.append(d / f"epoch{epoch:03d}.safetensors")
+            save_demo_checkpoint(model, paths[-1])
+
+    _, record = train_demo(recipe, progress=False, on_epoch=save)
+    for p in paths:
+        p.with_suffix(".json").write_text(json.dumps(record))
+    return paths
+
+
+def test_extract_writes_prior_and_dictionary(checkpoints, tmp_path, capsys):
+    out = tmp_path / "ex"
+    assert main(["extract", str(checkpoints[-1]), "--seeds", "32", "--out", str(out), "--reference", "digits:test",
+                 "--dictionary", "--limit", "32", *FAST]) == 0
+    man = json.loads((out / "manifest.json").read_text())
+    assert man["n_attractors"] == len(man["attractors"]) >= 1
+    assert all((out / e["file"]).exists() for e in man["attractors"])
+    assert sum(e["basin_size"] for e in man["attractors"]) == man["counts"]["converged"]
+    idx = AttractorIndex.load(out / "index.faiss", fingerprint=man["fingerprint"], dim=8)
+    assert len(idx) == man["n_attractors"]
+    dico = json.loads((out / "dictionary.json").read_text())
+    assert len(dico["mse_attractors"]) == len(dico["n_atoms"]) and (out / "dictionary.png").exists()
+    assert main(["extract", str(checkpoints[-1]), "--out", str(tmp_path / "x"), "--dictionary"]) == 2
+    assert "needs --reference" in capsys.readouterr().err
+
+
+def test_ood_command(checkpoints, tmp_path, capsys):
+    out = tmp_path / "ood"
+    assert main(["ood", str(checkpoints[-1]), "--in-dist", "digits:train", "--limit", "60", "--test", "noise",
+                 "--test", "faces", "--out", str(out), *FAST]) == 0
+    data = json.loads((out / "ood.json").read_text())
+    assert set(data["auroc"]) == {"noise", "faces"}
+    assert set(data["fpr95"]["faces"]) == set(data["methods"])
+    assert (out / "scores.csv").exists() and (out / "scores.npz").exists()
+    assert main(["ood", str(checkpoints[-1]), "--in-dist", str(tmp_path / "missing"), "--test", "noise"]) == 2
+    assert capsys.readouterr().err.count("\n") == 1
+
+
+def test_compare_and_dynamics(checkpoints, tmp_path):
+    out = tmp_path / "cmp"
+    specs = [str(p) for p in checkpoints[1:]]
+    assert main(["compare", *specs, "--seeds", "24", "--null", "both", "--out", str(out), *FAST]) == 0
+    data = json.loads((out / "compare.json").read_text())
+    ch = np.array(data["chamfer"])
+    assert ch.shape == (2, 2) and np.allclose(np.diag(ch), 1) and np.allclose(ch, ch.T)
+    assert "chamfer_mean" in data["pairs"][0]["null_permute"] and len(data["null_random_init"]) == 2
+    assert (out / "heatmap.png").exists()
+    out = tmp_path / "dyn"
+    assert main(["dynamics", *map(str, checkpoints), "--reference", "digits:train", "--n-data", "24",
+                 "--seeds", "24", "--out", str(out), *FAST]) == 0
+    rows = json.loads((out / "dynamics.json").read_text())["rows"]
+    assert len(rows) == 3 and all(r["n_attractors"] >= 0 for r in rows)
+    assert (out / "dynamics.png").exists()
+
+
+def test_audit_sections(checkpoints, tmp_path):
+    out = tmp_path / "audit"
+    assert main(["audit", str(checkpoints[-1]), "--seeds", "32", "--out", str(out), "--heldout", "digits:test",
+                 "--ood", "noise", "--dictionary", *FAST]) == 0
+    rep = json.loads((out / "report.json").read_text())
+    mem = rep["memorization"]
+    assert {"mean", "std", "baseline_mean", "noise_baseline_mean", "copy_rate", "noise_copy_rate"} <= set(mem)
+    assert rep["generalization_entropy"]["attractors"]["n_components"] >= 0
+    assert "mse_attractors" in rep["dictionary"]
+    assert set(rep["ood"]["auroc"]["noise"]) == set(rep["ood"]["methods"])
+    assert "fpr95" in rep["ood"]
+    html = (out / "report.html").read_text()
+    assert "Out-of-distribution detection" in html and "calibrated copy rate" in html

@@ -1,0 +1,74 @@
+"""OOD: the trajectory features against closed forms, and digits vs noise / faces on the demo model."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from latentfield.adapters import AdapterError, TorchAutoencoder, load_adapter
+from latentfield.probe.analyses.ood import (METHODS, IterationSettings, export_scores, ood_benchmark,
+                                            trajectory_scores)
+from latentfield.probe.data import digits, load_images
+from latentfield.probe.index import AttractorIndex
+
+
+def demo(variant: str):
+    """The bundled demo checkpoint; LATENTFIELD_DEMO_DIR may point at locally trained ones."""
+    local = os.environ.get("LATENTFIELD_DEMO_DIR")
+    try:
+        if local:
+            return load_adapter(str(Path(local) / f"demo_{variant}.safetensors"))
+        return load_adapter(f"demo:{variant}")
+    except AdapterError as e:
+        pytest.skip(str(e))
+
+
+def test_trajectory_features_match_closed_form():
+    """f(z) = a + r (z - a) contracts to a: z_t - a = r^t (z_0 - a), so every feature is known."""
+    a = torch.tensor([1.0, -2.0, 0.5, 3.0])
+    r = 0.5
+    model = TorchAutoencoder(lambda x: x.flatten(1), lambda z: (a + r * (z - a)).view(-1, 1, 1, 4), image_shape=(1, 1, 4))
+    z0 = a + torch.tensor([[2.0, 0, 0, 0], [0, -4.0, 0, 0], [0, 0, 0, 0.25]])
+    tol = 1e-8
+    out = trajectory_scores(model, z0, AttractorIndex.build(a[None], "l2"), IterationSettings(tol=tol, max_steps=500))
+    d0 = (z0 - a).norm(dim=1).double().numpy()
+    # stop at the first T with ||z_T - z_{T-1}||^2 = (r^(T-1) (1 - r) d0)^2 < tol
+    T = np.array([next(t for t in range(1, 500) if (r ** (t - 1) * (1 - r) * d) ** 2 < tol) for d in d0])
+    np.testing.assert_array_equal(out["steps"], T)
+    np.testing.assert_allclose(out["field"], (1 - r) * d0, rtol=1e-5)
+    np.testing.assert_allclose(out["path_length"], d0 * (1 - r ** T), rtol=1e-5)
+    want = [d * sum(r ** t for t in range(n + 1)) / (n + 1) for d, n in zip(d0, T)]
+    np.testing.assert_allclose(out["trajectory"], want, rtol=1e-5)
+    assert out["converged"].all()
+
+
+@pytest.fixture(scope="module")
+def digits_vs_noise_and_faces():
+    torch.set_num_threads(1)
+    model = demo("generalize")
+    x_train, x_test = digits("train")[0][:200], digits("test")[0][:100]
+    tests = {"noise": load_images("noise", (1, 32, 32))[:100], "faces": load_images("faces", (1, 32, 32))[:100]}
+    # 300 steps: most demo trajectories converge by then (median ~280 from noise seeds)
+    return ood_benchmark(model, x_train, x_test, tests, IterationSettings(max_steps=300), k=10)
+
+
+def test_digits_vs_noise_and_faces(digits_vs_noise_and_faces, tmp_path):
+    res = digits_vs_noise_and_faces
+    for name in ("noise", "faces"):
+        assert set(res.metrics[name]) == set(METHODS)
+        for m, v in res.metrics[name].items():
+            assert all(np.isfinite(x) and 0 <= x <= 1 for x in v.values()), (name, m, v)
+        # known answers: noise and faces are far from digits for the baselines and the field magnitude
+        assert res.metrics[name]["reconstruction"]["auroc"] > 0.95
+        assert res.metrics[name]["field"]["auroc"] > 0.9
+    j = res.to_json()
+    assert set(j["auroc"]) == {"noise", "faces"} and set(j["fpr95"]["faces"]) == set(METHODS)
+    assert j["n_in_attractors"] >= 1
+    csv, npz = export_scores(res, tmp_path)
+    lines = csv.read_text().splitlines()
+    assert lines[0].split(",")[3:] == list(METHODS) and len(lines) == 1 + 100 + 100 + 100
+    with np.load(npz) as z:
+        np.testing.assert_array_equal(z["faces/trajectory"], res.scores["faces"]["trajectory"])
