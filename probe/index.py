@@ -147,8 +147,8 @@ class AttractorIndex:
     def nearest_reference(self, attractors: torch.Tensor | np.ndarray,
                           references: torch.Tensor | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """For each of ``attractors`` (K, ...): distance (K,) and index (K,) of the nearest of
-        ``references`` (M, ...), searched with an index of the references (same metric and kind)."""
-        ref = AttractorIndex.build(references, self.metric, self.kind if len(references) > 1000 else "flat")
+        ``references`` (M, ...), searched with an index of the references (same metric, ``auto`` kind)."""
+        ref = AttractorIndex.build(references, self.metric, "auto")
         if ref.dim != self.dim:
             raise UsageError(f"reference vectors have dimension {ref.dim}, the index holds dimension {self.dim}")
         d, i = ref.search(attractors, 1)

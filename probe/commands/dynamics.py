@@ -26,7 +26,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    args.checkpoint = None
     adapters = [model_from_args(args, spec=s) for s in args.checkpoints]
     reference = load_images(args.reference, adapters[0].image_shape)
     rows = training_dynamics(adapters, reference, probe_config(args), n_data=args.n_data, progress=not args.quiet,

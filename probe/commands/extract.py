@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from .. import io
@@ -41,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
     adapter = model_from_args(args)
     out = Path(args.out)
     result = run_probe(adapter, probe_config(args), out=out / "probe", progress=not args.quiet)
-    order = result.basin_sizes.argsort(kind="stable")[::-1].copy()  # largest basin first
+    order = np.argsort(-result.basin_sizes, kind="stable")  # largest basin first, as in the audit
     attractors = result.attractors[order]
     sizes = result.basin_sizes[order]
     decoded = decode_unit(adapter, attractors)
