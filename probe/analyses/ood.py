@@ -224,6 +224,15 @@ def metrics_table(result: OODResult) -> str:
     return table(rows, ["test set", "method", "AUROC", "FPR95", "AUPR-in", "AUPR-out"])
 
 
+AUDIT_MAX_IMAGES = 512  # the audit scores a seeded subset of each set; `latentfield ood` has no cap
+
+
+def _subset(x: torch.Tensor, n: int, seed: int = 0) -> torch.Tensor:
+    if len(x) <= n:
+        return x
+    return x[torch.randperm(len(x), generator=torch.Generator().manual_seed(seed))[:n].sort().values]
+
+
 def ood_section(ctx: "AuditContext", report: "Report") -> None:
     """Runs when the audit has OOD sets (``options['ood']``: name -> images) and training images."""
     tests = ctx.options.get("ood")
@@ -235,12 +244,15 @@ def ood_section(ctx: "AuditContext", report: "Report") -> None:
         fit, test = ctx.train, ctx.heldout
     else:
         fit, test = split_heldout(ctx.train)
+    fit, test = _subset(fit, AUDIT_MAX_IMAGES), _subset(test, AUDIT_MAX_IMAGES)
+    tests = {name: _subset(x, AUDIT_MAX_IMAGES) for name, x in tests.items()}
     res = ood_benchmark(ctx.adapter, fit, test, tests, settings, progress=ctx.progress)
     export_scores(res, ctx.out / "ood")
     body = metrics_table(res)
     body += (f"<p class='muted'>In-distribution: {len(fit)} images iterated to {res.info['n_in_attractors']} "
              f"attractors; {len(test)} held-out images are the negatives. Higher score = more OOD; AUROC 0.5 is "
              "chance, FPR95 is the share of OOD inputs accepted when 95% of in-distribution ones are. "
+             f"Each set is a seeded subset of at most {AUDIT_MAX_IMAGES} images (`latentfield ood` uses all). "
              "Per-sample scores: ood/scores.csv.</p>")
     report.add("Out-of-distribution detection", body, ood=res.to_json())
 
