@@ -72,3 +72,19 @@ def test_digits_vs_noise_and_faces(digits_vs_noise_and_faces, tmp_path):
     assert lines[0].split(",")[3:] == list(METHODS) and len(lines) == 1 + 100 + 100 + 100
     with np.load(npz) as z:
         np.testing.assert_array_equal(z["faces/trajectory"], res.scores["faces"]["trajectory"])
+
+
+def test_large_latents_use_a_pca_subspace_for_mahalanobis():
+    """D = 600 > 512: the Gaussian is fitted in a PCA subspace; a clear OOD shift is still found."""
+    torch.manual_seed(0)
+    center = torch.rand(600) * 0.2
+    model = TorchAutoencoder(lambda x: x.flatten(1), lambda z: (center + 0.5 * (z - center)).view(-1, 1, 20, 30),
+                             image_shape=(1, 20, 30))
+    pattern = torch.rand(8, 600)
+    x_in = (center + 0.1 * torch.rand(160, 8) @ pattern).clamp(0, 1).view(-1, 1, 20, 30)
+    x_out = torch.rand(40, 1, 20, 30)
+    res = ood_benchmark(model, x_in[:120], x_in[120:], {"uniform": x_out}, IterationSettings(tol=1e-6, max_steps=100))
+    assert res.info["n_in_attractors"] == 1
+    m = res.metrics["uniform"]
+    assert m["mahalanobis"]["auroc"] > 0.95 and m["knn"]["auroc"] > 0.95
+    assert m["trajectory"]["auroc"] > 0.95  # one attractor, linear contraction: distance to it is the signal

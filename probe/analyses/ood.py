@@ -11,7 +11,8 @@ A test image x is encoded, z_0 = E(x), and iterated z_{t+1} = f(z_t) until it co
 
 and the baselines on the same features z_0: ``knn`` (Sun et al. 2022: L2-normalised features,
 distance to the k-th nearest training feature), ``mahalanobis`` (one Gaussian, Ledoit-Wolf covariance,
-squared distance) and ``reconstruction`` (per-image MSE of D(E(x)) against x, in [0, 1] pixels).
+squared distance; in the top-512 PCA subspace when D > 512) and ``reconstruction`` (per-image MSE
+of D(E(x)) against x, in [0, 1] pixels).
 """
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ from typing import TYPE_CHECKING, Any, Callable
 import numpy as np
 import torch
 from sklearn.covariance import LedoitWolf
+from sklearn.decomposition import PCA
 from tqdm.auto import tqdm
 
 from latentfield.adapters import Adapter
@@ -41,6 +43,7 @@ if TYPE_CHECKING:
 TRAJECTORY_METHODS = ("trajectory", "field", "steps", "path_length")
 BASELINE_METHODS = ("knn", "mahalanobis", "reconstruction")
 METHODS = TRAJECTORY_METHODS + BASELINE_METHODS
+MAHALANOBIS_MAX_DIM = 512
 
 
 @dataclass
@@ -69,6 +72,7 @@ class InDistribution:
     knn_index: AttractorIndex
     gaussian: LedoitWolf
     k: int
+    projection: PCA | None  # features are reduced before the Gaussian fit when D > MAHALANOBIS_MAX_DIM
     n_converged: int
     n_images: int
 
@@ -86,9 +90,16 @@ def fit_in_distribution(adapter: Adapter, images: torch.Tensor, settings: Iterat
         raise UsageError(f"no in-distribution trajectory converged within {s.max_steps} steps "
                          f"(tolerance {s.tol:g}); raise --max-steps or --tol")
     feats = encode_unit(adapter, images, s.batch_size).flatten(1).numpy()
+    # A D x D covariance is out of reach for large latents (TAEF2 at 256 px: D = 32768); fit the
+    # Gaussian in the leading principal subspace of the in-distribution features instead.
+    projection = None
+    if feats.shape[1] > MAHALANOBIS_MAX_DIM:
+        projection = PCA(n_components=min(MAHALANOBIS_MAX_DIM, len(feats) - 1), random_state=0).fit(feats)
+    g_feats = projection.transform(feats) if projection is not None else feats
     return InDistribution(attractors=result.attractors, index=AttractorIndex.build(result.attractors, "l2"),
                           features=feats, knn_index=AttractorIndex.build(feats, "cosine"),
-                          gaussian=LedoitWolf().fit(feats.astype(np.float64)), k=min(k, len(feats)),
+                          gaussian=LedoitWolf().fit(g_feats.astype(np.float64)), k=min(k, len(feats)),
+                          projection=projection,
                           n_converged=int((result.status == CONVERGED).sum()), n_images=len(images))
 
 
@@ -131,7 +142,8 @@ def baseline_scores(adapter: Adapter, images: torch.Tensor, features: np.ndarray
     """KNN, Mahalanobis and reconstruction scores (N,) of ``images`` with encoder ``features`` (N, D)."""
     dcos, _ = ind.knn_index.search(features, ind.k)
     knn = np.sqrt(np.maximum(2.0 * dcos[:, -1], 0.0))  # L2 between unit vectors = sqrt(2 - 2 cos)
-    maha = ind.gaussian.mahalanobis(features.astype(np.float64))
+    g_feats = ind.projection.transform(features) if ind.projection is not None else features
+    maha = ind.gaussian.mahalanobis(g_feats.astype(np.float64))
     rec = []
     for i in range(0, len(images), batch_size):
         x = images[i:i + batch_size].float()
