@@ -111,7 +111,7 @@ def test_plain_and_anderson_agree_on_the_demo_verified_attractors():
         adapter = load_adapter("demo:memorize")
     except AdapterError as e:
         pytest.skip(str(e))
-    cfg = dict(n_seeds=24, tol=1e-6, max_steps=1500)
+    cfg = dict(n_seeds=16, tol=1e-6, max_steps=400)
     plain = run_probe(adapter, ProbeConfig(**cfg, verify=True), progress=False)
     fast = run_probe(adapter, ProbeConfig(**cfg, solver="anderson"), progress=False)
     a, b = verified(plain), verified(fast)
