@@ -50,9 +50,3 @@ class FamilyAdapter(Adapter):
         if multiple > 1 and (x.shape[-1] % multiple or x.shape[-2] % multiple):
             raise AdapterError(f"{self.name}: image height and width must be multiples of {multiple}, "
                                f"got {tuple(x.shape[-2:])}")
-
-
-def image_shape_option(options: dict[str, Any], default: Sequence[int]) -> tuple[int, ...]:
-    """The ``image_shape`` a loader was given, else the model's native one."""
-    shape = options.get("image_shape")
-    return tuple(int(s) for s in (shape if shape is not None else default))

@@ -38,6 +38,9 @@ class KLVAEAdapter(FamilyAdapter):
                  sample: bool = False, sample_seed: int = 0, scale_latents: bool = False,
                  clamp: bool = True) -> None:
         cfg = vae.config
+        if scale_latents and type(vae).__name__ != "AutoencoderKL":
+            raise AdapterError(f"{name}: scale_latents is only defined for AutoencoderKL; {type(vae).__name__} "
+                               "latents are normalised by its pipeline (patchify + batch-norm statistics)")
         self.scale = float(getattr(cfg, "scaling_factor", 1.0) or 1.0) if scale_latents else 1.0
         self.shift = float(getattr(cfg, "shift_factor", 0.0) or 0.0) if scale_latents else 0.0
         super().__init__([vae], name=name, clamp=clamp, options={

@@ -64,3 +64,17 @@ def test_short_probe(vae_dir):
     res = run_probe(a, ProbeConfig(n_seeds=3, max_steps=4, tol=1e-5, batch_size=3), progress=False)
     assert res.end_points.shape == (3, 4, 8, 8) and torch.isfinite(res.end_points).all()
     assert (res.steps <= 4).all() and sum(res.counts.values()) == 3
+
+
+def test_flux2_kl_vae(tmp_path):
+    from diffusers import AutoencoderKLFlux2
+    torch.manual_seed(0)
+    AutoencoderKLFlux2(block_out_channels=(8, 16), down_block_types=("DownEncoderBlock2D",) * 2,
+                       up_block_types=("UpDecoderBlock2D",) * 2, norm_num_groups=4, latent_channels=8,
+                       layers_per_block=1, sample_size=16).save_pretrained(tmp_path / "flux2")
+    a = load_adapter(str(tmp_path / "flux2"))
+    assert a.latent_shape == (8, 8, 8)
+    z = a.encode(torch.rand(2, 3, 16, 16) * 2 - 1)
+    assert torch.equal(a.f(z), a.f(z))
+    with pytest.raises(AdapterError, match="only defined for AutoencoderKL"):
+        load_adapter(str(tmp_path / "flux2"), scale_latents=True)
