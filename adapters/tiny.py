@@ -153,25 +153,31 @@ class TinyAdapter(FamilyAdapter):
 
 # -- original .pth pairs --------------------------------------------------------------------------
 
+_PAIR_SUFFIXES = PICKLE_SUFFIXES + (".safetensors",)
+
+
+def _sibling(path: Path, own: str, other: str) -> Path | None:
+    """``x_encoder.pth`` -> an existing ``x_decoder.*`` (any weight suffix), or None."""
+    base = path.stem[:-len(own)]
+    return next((p for s in _PAIR_SUFFIXES if (p := path.with_name(base + other + s)).is_file()), None)
+
+
 def find_pair(path: Path) -> tuple[Path, Path] | None:
-    """(encoder, decoder) files for a directory holding one ``*_encoder.*``/``*_decoder.*`` pair, or for
-    one of the two files (its sibling is found by name)."""
-    suffixes = PICKLE_SUFFIXES + (".safetensors",)
+    """(encoder, decoder) files for a directory holding a ``*_encoder.*``/``*_decoder.*`` pair, or for
+    one of the two files (its sibling is found by name). Several pairs in one directory are ambiguous."""
     if path.is_dir():
-        encs = sorted(p for p in path.iterdir() if p.suffix in suffixes and p.stem.endswith("_encoder"))
-        for enc in encs:
-            dec = next((enc.with_name(enc.stem[:-len("_encoder")] + "_decoder" + s) for s in suffixes
-                        if enc.with_name(enc.stem[:-len("_encoder")] + "_decoder" + s).is_file()), None)
-            if dec is not None:
-                return enc, dec
-        return None
-    if path.is_file() and path.suffix in suffixes:
-        for own, other in (("_encoder", "_decoder"), ("_decoder", "_encoder")):
-            if path.stem.endswith(own):
-                sib = next((p for s in suffixes
-                            if (p := path.with_name(path.stem[:-len(own)] + other + s)).is_file()), None)
-                if sib is not None:
-                    return (path, sib) if own == "_encoder" else (sib, path)
+        pairs = [(p, dec) for p in sorted(path.iterdir())
+                 if p.suffix in _PAIR_SUFFIXES and p.stem.endswith("_encoder")
+                 and (dec := _sibling(p, "_encoder", "_decoder")) is not None]
+        if len(pairs) > 1:
+            raise AdapterError(f"{path}: holds several encoder/decoder pairs ({', '.join(p.name for p, _ in pairs)}); "
+                               "pass one encoder file")
+        return pairs[0] if pairs else None
+    if path.is_file() and path.suffix in _PAIR_SUFFIXES:
+        if path.stem.endswith("_encoder") and (dec := _sibling(path, "_encoder", "_decoder")):
+            return path, dec
+        if path.stem.endswith("_decoder") and (enc := _sibling(path, "_decoder", "_encoder")):
+            return enc, path
     return None
 
 
