@@ -111,13 +111,20 @@ def test_plain_and_anderson_agree_on_the_demo_verified_attractors():
         adapter = load_adapter("demo:memorize")
     except AdapterError as e:
         pytest.skip(str(e))
-    cfg = dict(n_seeds=16, tol=1e-6, max_steps=400)
+    cfg = dict(n_seeds=12, tol=1e-6, max_steps=300)
     plain = run_probe(adapter, ProbeConfig(**cfg, verify=True), progress=False)
     fast = run_probe(adapter, ProbeConfig(**cfg, solver="anderson"), progress=False)
     a, b = verified(plain), verified(fast)
     assert len(a) >= 1
     cos = torch.nn.functional.normalize(a, dim=1) @ torch.nn.functional.normalize(b, dim=1).T
-    assert (cos.max(1).values > 0.99).all() and (cos.max(0).values > 0.99).all()  # same sets, both ways
+    assert (cos.max(1).values > 0.99).all()  # every verified attractor of plain iteration is found by Anderson
+    # Anderson's other verified attractors are attractors of plain iteration too: it stays there.
+    extra = b[cos.max(0).values <= 0.99]
+    if len(extra):
+        z = extra.clone()
+        for _ in range(50):
+            z = adapter.f(z)
+        assert (torch.nn.functional.cosine_similarity(z, extra) > 0.99).all()
     assert fast.counts["converged"] >= plain.counts["converged"] - 1
     assert fast.n_evals < plain.n_evals
     assert math.isfinite(fast.summary()["stability"]["per_attractor"][0]["spectral_radius"])
