@@ -20,7 +20,7 @@ import torch
 from ._family import FamilyAdapter
 from .base import AdapterError
 from .hub import register_config_family
-from .safe_load import HF_SAFE_KWARGS
+from .safe_load import from_pretrained
 
 
 class RAEAdapter(FamilyAdapter):
@@ -58,10 +58,7 @@ def _is_rae(config: dict[str, Any]) -> bool:
 @register_config_family("rae (diffusers AutoencoderRAE: DINOv2 / SigLIP2 / MAE encoders)", _is_rae)
 def load_rae(path: Path, config: dict[str, Any], **options: Any) -> RAEAdapter:
     from diffusers import AutoencoderRAE
-    try:
-        model = AutoencoderRAE.from_pretrained(str(path), torch_dtype=torch.float32, **HF_SAFE_KWARGS)
-    except (OSError, ValueError, RuntimeError) as e:
-        raise AdapterError(f"{path}: cannot load AutoencoderRAE ({str(e).splitlines()[0][:200]})") from None
+    model = from_pretrained(AutoencoderRAE, path, torch_dtype=torch.float32)
     adapter = RAEAdapter(model, name=options.get("name") or Path(path).name, clamp=options.get("clamp", True))
     if options.get("image_shape") is not None:
         adapter.set_image_shape(options["image_shape"])

@@ -58,6 +58,17 @@ def torch_load_safe(path: str | Path, map_location: str | torch.device = "cpu") 
         raise AdapterError(f"{path}: cannot read weights ({_first_line(e)})") from None
 
 
+def from_pretrained(cls: Any, path: str | Path, **kwargs: Any) -> Any:
+    """``cls.from_pretrained(path)`` offline, without remote code, in float32; errors as one line.
+
+    diffusers takes ``torch_dtype``, transformers ``dtype``; pass the right one in ``kwargs``.
+    """
+    try:
+        return cls.from_pretrained(str(path), **HF_SAFE_KWARGS, **kwargs)
+    except (OSError, ValueError, RuntimeError, KeyError) as e:
+        raise AdapterError(f"{path}: cannot load {cls.__name__} ({_first_line(e)})") from None
+
+
 def check_pickles(directory: str | Path) -> None:
     """Refuse a Hugging Face directory whose pickle weight files are unsafe, before a library opens them.
 

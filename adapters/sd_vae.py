@@ -23,7 +23,7 @@ import torch
 from ._family import FamilyAdapter
 from .base import AdapterError
 from .hub import register_config_family
-from .safe_load import HF_SAFE_KWARGS
+from .safe_load import from_pretrained
 
 KL_CLASSES = ("AutoencoderKL", "AutoencoderKLFlux2")
 
@@ -83,10 +83,7 @@ def _is_kl(config: dict[str, Any]) -> bool:
 def load_kl_vae(path: Path, config: dict[str, Any], **options: Any) -> KLVAEAdapter:
     import diffusers
     cls = getattr(diffusers, config["_class_name"])
-    try:
-        vae = cls.from_pretrained(str(path), torch_dtype=torch.float32, **HF_SAFE_KWARGS)
-    except (OSError, ValueError, RuntimeError) as e:
-        raise AdapterError(f"{path}: cannot load {config['_class_name']} ({str(e).splitlines()[0][:200]})") from None
+    vae = from_pretrained(cls, path, torch_dtype=torch.float32)
     shape = options.get("image_shape")
     return KLVAEAdapter(vae, name=options.get("name") or Path(path).name, image_shape=shape,
                         sample=bool(options.get("sample", False)), sample_seed=int(options.get("sample_seed", 0)),

@@ -19,7 +19,7 @@ from torch import nn
 
 from .base import AdapterError, fingerprint_tensors
 from .registry import register_adapter
-from .safe_load import HF_SAFE_KWARGS, load_state_dict
+from .safe_load import from_pretrained, load_state_dict
 from .vit_mae import IMAGENET_MEAN, IMAGENET_STD, pixel_stats
 
 
@@ -124,13 +124,10 @@ def load_transformers_encoder(directory: str | Path) -> FrozenEncoder:
     directory = Path(directory)
     from .safe_load import check_pickles
     check_pickles(directory)
-    try:
-        config = AutoConfig.from_pretrained(str(directory), **HF_SAFE_KWARGS)
-        if getattr(config, "model_type", "") == "vit_mae":
-            config.mask_ratio = 0.0
-        model = AutoModel.from_pretrained(str(directory), config=config, dtype=torch.float32, **HF_SAFE_KWARGS)
-    except (OSError, ValueError, KeyError) as e:
-        raise AdapterError(f"{directory}: cannot load a transformers encoder ({str(e).splitlines()[0][:200]})") from None
+    config = from_pretrained(AutoConfig, directory)
+    if getattr(config, "model_type", "") == "vit_mae":
+        config.mask_ratio = 0.0
+    model = from_pretrained(AutoModel, directory, config=config, dtype=torch.float32)
     if hasattr(model, "vision_model") and not hasattr(model.config, "patch_size"):  # dual encoders: image tower
         model = model.vision_model
     vcfg = getattr(model, "config", config)

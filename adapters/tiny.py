@@ -27,7 +27,7 @@ from ._family import FamilyAdapter
 from .base import AdapterError
 from .hub import register_config_family
 from .registry import register_path_loader
-from .safe_load import HF_SAFE_KWARGS, PICKLE_SUFFIXES, load_state_dict
+from .safe_load import PICKLE_SUFFIXES, from_pretrained, load_state_dict
 
 GN_GROUPS = 4  # groups of the mid-block GroupNorm branch (verified on TAEF2, see module docstring)
 GN_EXPANSION = 4
@@ -211,10 +211,7 @@ def _is_tiny(config: dict[str, Any]) -> bool:
 @register_config_family("tiny (diffusers AutoencoderTiny)", _is_tiny)
 def load_autoencoder_tiny(path: Path, config: dict[str, Any], **options: Any) -> TinyAdapter:
     from diffusers import AutoencoderTiny
-    try:
-        model = AutoencoderTiny.from_pretrained(str(path), torch_dtype=torch.float32, **HF_SAFE_KWARGS)
-    except (OSError, ValueError, RuntimeError) as e:
-        raise AdapterError(f"{path}: cannot load AutoencoderTiny ({str(e).splitlines()[0][:200]})") from None
+    model = from_pretrained(AutoencoderTiny, path, torch_dtype=torch.float32)
     # Each encoder stage after the first halves the resolution.
     downsample = 2 ** (len(model.config.encoder_block_out_channels) - 1)
     return TinyAdapter(model.encode, model.decode, name=options.get("name") or Path(path).name,

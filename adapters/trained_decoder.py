@@ -144,7 +144,7 @@ def train_decoder(encoder: FrozenEncoder, images: torch.Tensor, out: str | Path,
             raise AdapterError(f"{out} holds decoder training with other settings, encoder or images; "
                                "choose another --out or delete it")
     else:
-        run_file.write_text(json.dumps(settings, indent=1) + "\n")
+        _write_atomic(run_file, (json.dumps(settings, indent=1) + "\n").encode())
     losses: list[float] = []
     start = 0
     done = sorted(ckpt_dir.glob("epoch_*.safetensors"))
@@ -188,8 +188,15 @@ def train_decoder(encoder: FrozenEncoder, images: torch.Tensor, out: str | Path,
               "training": {"epochs": epochs, "batch_size": batch_size, "lr": lr, "seed": seed,
                            "n_images": len(images), "images": images_source, "mse": losses,
                            "wall_time_s_last_session": round(time.perf_counter() - t0, 2)}}
-    (out / "config.json").write_text(json.dumps(config, indent=1) + "\n")
+    _write_atomic(out / "config.json", (json.dumps(config, indent=1) + "\n").encode())
     return out
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    # A reader never sees half a file (the config marks the directory as a finished adapter).
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_bytes(data)
+    tmp.replace(path)
 
 
 def _tensor_digest(x: torch.Tensor) -> str:

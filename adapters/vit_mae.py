@@ -30,7 +30,7 @@ import torch
 from ._family import FamilyAdapter
 from .base import AdapterError
 from .hub import register_config_family
-from .safe_load import HF_SAFE_KWARGS
+from .safe_load import from_pretrained
 
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
@@ -118,10 +118,7 @@ def load_vit_mae(path: Path, config: dict[str, Any], **options: Any) -> ViTMAEAd
     if "ViTMAEModel" in (config.get("architectures") or []) and "ViTMAEForPreTraining" not in config["architectures"]:
         raise AdapterError(f"{path}: a ViTMAEModel checkpoint has no decoder; use a ViTMAEForPreTraining "
                            "checkpoint or train one with latentfield train-decoder")
-    try:
-        model = ViTMAEForPreTraining.from_pretrained(str(path), dtype=torch.float32, mask_ratio=0.0, **HF_SAFE_KWARGS)
-    except (OSError, ValueError, RuntimeError) as e:
-        raise AdapterError(f"{path}: cannot load ViTMAEForPreTraining ({str(e).splitlines()[0][:200]})") from None
+    model = from_pretrained(ViTMAEForPreTraining, path, dtype=torch.float32, mask_ratio=0.0)
     mean, std = pixel_stats(path, model.config.num_channels)
     return ViTMAEAdapter(model, name=options.get("name") or Path(path).name, mean=mean, std=std,
                          image_shape=options.get("image_shape"), norm_pix=options.get("norm_pix", "standardized"),
