@@ -107,7 +107,7 @@ def load_timm_encoder(name: str, checkpoint: str | Path | None, model_args: dict
     try:
         model.load_state_dict(state)
     except RuntimeError as e:
-        raise AdapterError(f"{checkpoint}: weights do not fit timm:{name} ({str(e).splitlines()[1][:200]})") from None
+        raise AdapterError(f"{checkpoint}: weights do not fit timm:{name} ({str(e).strip().splitlines()[-1][:200]})") from None
     cfg = getattr(model, "pretrained_cfg", {}) or {}
     mean, std = cfg.get("mean", IMAGENET_MEAN), cfg.get("std", IMAGENET_STD)
     size = (cfg.get("input_size") or (3, 224, 224))[-1]

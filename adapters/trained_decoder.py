@@ -118,8 +118,9 @@ def train_decoder(encoder: FrozenEncoder, images: torch.Tensor, out: str | Path,
                   on_epoch: Callable[[int, float], None] | None = None) -> Path:
     """Fit a :class:`ConvDecoder` so that decoder(encoder(x)) ~ x; returns ``out``.
 
-    ``images`` (N, C, H, W) in [0, 1] at the size the adapter will use. A rerun with the same
-    settings resumes from the last epoch checkpoint in ``out/checkpoints``; other settings are refused.
+    ``images`` (N, C, H, W) in [0, 1] at the size the adapter will use. The frozen encoder runs once:
+    its features (N, D, h, w) stay in memory for all epochs. A rerun with the same settings resumes
+    from the last epoch checkpoint in ``out/checkpoints``; other settings are refused.
     """
     from tqdm.auto import tqdm
     if epochs <= 0 or batch_size <= 0 or lr <= 0 or width <= 0:
