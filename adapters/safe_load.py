@@ -8,8 +8,9 @@ Hugging Face loaders are always called with ``trust_remote_code=False`` and ``lo
 from __future__ import annotations
 
 import pickle
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import torch
 
@@ -64,9 +65,26 @@ def from_pretrained(cls: Any, path: str | Path, **kwargs: Any) -> Any:
     diffusers takes ``torch_dtype``, transformers ``dtype``; pass the right one in ``kwargs``.
     """
     try:
-        return cls.from_pretrained(str(path), **HF_SAFE_KWARGS, **kwargs)
-    except (OSError, ValueError, RuntimeError, KeyError) as e:
-        raise AdapterError(f"{path}: cannot load {cls.__name__} ({_first_line(e)})") from None
+        with _quiet_hf_logs():
+            return cls.from_pretrained(str(path), **HF_SAFE_KWARGS, **kwargs)
+    except (OSError, ValueError, RuntimeError, KeyError, AttributeError, TypeError) as e:
+        # AttributeError/TypeError: version skew between diffusers and transformers model classes.
+        raise AdapterError(f"{path}: cannot load {cls.__name__} ({type(e).__name__}: {_first_line(e)})") from None
+
+
+@contextmanager
+def _quiet_hf_logs() -> Iterator[None]:
+    """Silence the libraries' info/warning chatter (accelerate hints, load reports) during one load."""
+    import logging
+    loggers = [logging.getLogger(n) for n in ("diffusers", "transformers")]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        for lg, level in zip(loggers, levels):
+            lg.setLevel(level)
 
 
 def check_pickles(directory: str | Path) -> None:
