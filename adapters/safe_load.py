@@ -80,11 +80,16 @@ def _quiet_hf_logs() -> Iterator[None]:
     levels = [lg.level for lg in loggers]
     for lg in loggers:
         lg.setLevel(logging.ERROR)
+    from transformers.utils import logging as hf_logging  # its weight-loading progress bar
+    bars = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
     try:
         yield
     finally:
         for lg, level in zip(loggers, levels):
             lg.setLevel(level)
+        if bars:
+            hf_logging.enable_progress_bar()
 
 
 def check_pickles(directory: str | Path) -> None:
