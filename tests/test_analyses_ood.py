@@ -64,6 +64,9 @@ def test_digits_vs_noise_and_faces(digits_vs_noise_and_faces, tmp_path):
         # known answers: noise and faces are far from digits for the baselines and the field magnitude
         assert res.metrics[name]["reconstruction"]["auroc"] > 0.95
         assert res.metrics[name]["field"]["auroc"] > 0.9
+    # No claim on the trajectory score's AUROC here: on the demo model it swings with the in-distribution
+    # attractor set (0.86 vs 0.04 on noise for 200 vs 300 fitting images, docs/analyses.md); its
+    # computation is checked against closed forms above.
     j = res.to_json()
     assert set(j["auroc"]) == {"noise", "faces"} and set(j["fpr95"]["faces"]) == set(METHODS)
     assert j["n_in_attractors"] >= 1
