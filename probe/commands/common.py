@@ -16,6 +16,8 @@ def add_model_args(p: argparse.ArgumentParser, name: str = "model") -> None:
                    help="input size, for models that accept several or a bare encoder/decoder pair")
     p.add_argument("--checkpoint", default=None, help="weights file for specs that need one (e.g. timm:NAME)")
     p.add_argument("--device", default=None, help="torch device, e.g. cpu or cuda (default: cpu)")
+    p.add_argument("--model-option", action="append", default=[], type=key_value, metavar="KEY=VALUE",
+                   help="option for the model family's loader, e.g. scale_latents=true (repeatable; see docs/adapters.md)")
 
 
 def add_probe_args(p: argparse.ArgumentParser, seeds: int = 256) -> None:
@@ -53,9 +55,25 @@ def image_shape(text: str) -> tuple[int, int, int]:
     return shape  # type: ignore[return-value]
 
 
+def key_value(text: str) -> tuple[str, object]:
+    """``KEY=VALUE`` with VALUE parsed as bool/int/float when it looks like one, else kept as a string."""
+    key, sep, value = text.partition("=")
+    if not sep or not key.isidentifier():
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    low = value.lower()
+    if low in ("true", "false"):
+        return key, low == "true"
+    for cast in (int, float):
+        try:
+            return key, cast(value)
+        except ValueError:
+            pass
+    return key, value
+
+
 def model_from_args(args: argparse.Namespace, spec: str | None = None,
                     image_shape: Sequence[int] | None = None) -> Adapter:
-    options = {}
+    options = dict(getattr(args, "model_option", None) or [])
     if getattr(args, "checkpoint", None):
         options["checkpoint"] = args.checkpoint
     adapter = load_adapter(spec or args.model, image_shape=image_shape or args.image_shape,
