@@ -92,3 +92,12 @@ def test_audit_sections(checkpoints, tmp_path):
     assert "fpr95" in rep["ood"]
     html = (out / "report.html").read_text()
     assert "Out-of-distribution detection" in html and "calibrated copy rate" in html
+
+
+def test_audit_ood_without_training_images_is_a_one_line_error(checkpoints, tmp_path, capsys):
+    import shutil
+    bare = tmp_path / "bare.safetensors"  # no training record beside it, so no reference set
+    shutil.copy(checkpoints[-1], bare)
+    assert main(["audit", str(bare), "--out", str(tmp_path / "a"), "--ood", "noise", *FAST]) == 2
+    err = capsys.readouterr().err
+    assert "need training images" in err and err.count("\n") == 1

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from ..audit import audit, reference_sets
 from ..data import load_images
+from ..errors import UsageError
 from .common import add_model_args, add_probe_args, model_from_args, probe_config
 
 
@@ -31,6 +32,8 @@ def run(args: argparse.Namespace) -> int:
         train = load_images(args.reference, adapter.image_shape)
     if args.heldout:
         heldout = load_images(args.heldout, adapter.image_shape)
+    if (args.ood or args.dictionary) and train is None:
+        raise UsageError("--ood and --dictionary need training images: give --reference DATA")
     options = {"dictionary": args.dictionary}
     if args.ood:
         options["ood"] = {Path(src).stem if Path(src).exists() else str(src): load_images(src, adapter.image_shape)
