@@ -1,0 +1,75 @@
+"""The bundled demo checkpoints and the main job, ``latentfield audit demo``."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+
+from latentfield.adapters import load_adapter
+from latentfield.probe.analyses.memorization import memorization_coefficient
+from latentfield.probe.audit import decode_unit, reference_sets
+from latentfield.probe.demo_training import RECIPES, DemoRecipe, train_demo, training_subset
+from latentfield.probe.run import ProbeConfig, run_probe
+
+
+def coefficient(spec: str) -> tuple[float, float]:
+    adapter = load_adapter(spec)
+    train, heldout = reference_sets(adapter)
+    res = run_probe(adapter, ProbeConfig(n_seeds=64, max_steps=400), progress=False)
+    assert res.counts["converged"] > 32, res.counts
+    mem = memorization_coefficient(decode_unit(adapter, res.attractors), train)["mean"]
+    base = memorization_coefficient(heldout, train)["mean"]
+    return mem, base
+
+
+def test_memorizing_checkpoint_scores_higher_than_generalizing_one():
+    mem_m, base_m = coefficient("demo:memorize")
+    mem_g, base_g = coefficient("demo:generalize")
+    assert mem_m > mem_g + 0.02
+    assert mem_m > base_m  # its attractors sit closer to training images than unseen digits do
+    assert mem_g < base_g  # the generalizing model's attractors are no copies
+
+
+def test_checkpoints_record_their_training_subset():
+    for variant, recipe in RECIPES.items():
+        adapter = load_adapter(f"demo:{variant}")
+        record = adapter.training_record
+        assert record["train_indices"] == training_subset(recipe).tolist()
+        assert record["recipe"]["bottleneck"] == adapter.latent_shape[0]
+        assert adapter.path.stat().st_size < 1_000_000
+
+
+def test_train_demo_is_deterministic():
+    recipe = DemoRecipe(bottleneck=4, n_train=32, epochs=3, batch_size=16, width=4, latent_penalty=1e-3)
+    a, rec_a = train_demo(recipe, progress=False)
+    b, rec_b = train_demo(recipe, progress=False)
+    for (k, va), vb in zip(a.state_dict().items(), b.state_dict().values()):
+        assert torch.equal(va, vb), k
+    assert rec_a == rec_b and len(rec_a["train_indices"]) == 32
+
+
+def test_audit_demo_end_to_end(tmp_path):
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    res = subprocess.run([sys.executable, "-m", "latentfield.probe.cli", "audit", "demo:memorize", "--seeds", "48",
+                          "--max-steps", "300", "--quiet", "--out", str(tmp_path)], capture_output=True, text=True,
+                         env=env, timeout=600)
+    assert res.returncode == 0, res.stderr
+    assert "report.html" in res.stdout
+    report = json.loads((tmp_path / "report.json").read_text())
+    for key in ("model", "fingerprint", "n_seeds", "n_converged", "n_max_steps", "n_diverged", "n_attractors",
+                "steps_median"):
+        assert key in report, key
+    assert report["model"] == "demo:memorize" and report["n_seeds"] == 48
+    assert report["n_converged"] + report["n_max_steps"] + report["n_diverged"] == 48
+    assert sum(report["basin_sizes"]) == report["n_converged"]
+    mem = report["memorization"]
+    assert {"mean", "std", "baseline_mean"} <= set(mem) and mem["mean"] > mem["baseline_mean"]
+    html = (tmp_path / "report.html").read_text()
+    n_imgs = html.count("<img src='data:image/png;base64,")
+    assert n_imgs >= 2 * report["n_attractors"]  # each attractor beside its nearest training image
+    assert "http" not in html.split("<body>")[1]  # self-contained: nothing fetched
+    assert (tmp_path / "probe" / "summary.json").exists() and Path(tmp_path / "attractors.png").stat().st_size > 0
