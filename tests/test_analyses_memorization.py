@@ -1,31 +1,18 @@
 """Calibrated copy rate, noise baseline, generalization entropy and the OMP dictionary test."""
 from __future__ import annotations
 
-import os
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from latentfield.adapters import AdapterError, load_adapter
+from latentfield.adapters import load_adapter
 from latentfield.probe.analyses.copying import calibrated_copying, copy_threshold, generalization_entropy
 from latentfield.probe.analyses.dictionary import dictionary_test
 from latentfield.probe.analyses.memorization import memorization_coefficient
 from latentfield.probe.audit import decode_unit, reference_sets
 from latentfield.probe.data import digits, noise_images
 from latentfield.probe.run import ProbeConfig, run_probe
-
-
-def demo(variant: str):
-    """The bundled demo checkpoint; LATENTFIELD_DEMO_DIR may point at locally trained ones."""
-    local = os.environ.get("LATENTFIELD_DEMO_DIR")
-    try:
-        if local:
-            return load_adapter(str(Path(local) / f"demo_{variant}.safetensors"))
-        return load_adapter(f"demo:{variant}")
-    except AdapterError as e:
-        pytest.skip(str(e))
 
 
 def test_copy_rate_on_known_copies():
@@ -48,7 +35,7 @@ def test_generalization_entropy_counts_directions():
 
 
 def _attractor_images(variant: str, n_seeds: int = 96):
-    model = demo(variant)
+    model = load_adapter(f"demo:{variant}")
     res = run_probe(model, ProbeConfig(n_seeds=n_seeds, max_steps=400), progress=False)
     return model, res, decode_unit(model, res.attractors)
 

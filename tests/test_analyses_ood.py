@@ -1,29 +1,16 @@
 """OOD: the trajectory features against closed forms, and digits vs noise / faces on the demo model."""
 from __future__ import annotations
 
-import os
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from latentfield.adapters import AdapterError, TorchAutoencoder, load_adapter
+from latentfield.adapters import TorchAutoencoder, load_adapter
 from latentfield.probe.analyses.ood import (METHODS, IterationSettings, export_scores, ood_benchmark,
                                             trajectory_scores)
 from latentfield.probe.data import digits, load_images
 from latentfield.probe.index import AttractorIndex
-
-
-def demo(variant: str):
-    """The bundled demo checkpoint; LATENTFIELD_DEMO_DIR may point at locally trained ones."""
-    local = os.environ.get("LATENTFIELD_DEMO_DIR")
-    try:
-        if local:
-            return load_adapter(str(Path(local) / f"demo_{variant}.safetensors"))
-        return load_adapter(f"demo:{variant}")
-    except AdapterError as e:
-        pytest.skip(str(e))
 
 
 def test_trajectory_features_match_closed_form():
@@ -48,7 +35,7 @@ def test_trajectory_features_match_closed_form():
 @pytest.fixture(scope="module")
 def digits_vs_noise_and_faces():
     torch.set_num_threads(1)
-    model = demo("generalize")
+    model = load_adapter("demo:generalize")
     x_train, x_test = digits("train")[0][:200], digits("test")[0][:100]
     tests = {"noise": load_images("noise", (1, 32, 32))[:100], "faces": load_images("faces", (1, 32, 32))[:100]}
     # 300 steps: most demo trajectories converge by then (median ~280 from noise seeds)

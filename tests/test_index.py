@@ -5,7 +5,6 @@ import numpy as np
 import pytest
 import torch
 
-from latentfield.probe.cli import main
 from latentfield.probe.errors import UsageError
 from latentfield.probe.index import AttractorIndex
 
