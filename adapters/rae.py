@@ -58,8 +58,44 @@ def _is_rae(config: dict[str, Any]) -> bool:
 @register_config_family("rae (diffusers AutoencoderRAE: DINOv2 / SigLIP2 / MAE encoders)", _is_rae)
 def load_rae(path: Path, config: dict[str, Any], **options: Any) -> RAEAdapter:
     from diffusers import AutoencoderRAE
-    model = from_pretrained(AutoencoderRAE, path, torch_dtype=torch.float32)
+    if config.get("encoder_type") == "siglip2":
+        model = _load_siglip2(AutoencoderRAE, Path(path))
+    else:
+        model = from_pretrained(AutoencoderRAE, path, torch_dtype=torch.float32)
     adapter = RAEAdapter(model, name=options.get("name") or Path(path).name, clamp=options.get("clamp", True))
     if options.get("image_shape") is not None:
         adapter.set_image_shape(options["image_shape"])
     return adapter
+
+
+def _alias_siglip_vision_model() -> None:
+    """diffusers 0.42 builds SigLIP2 encoders through ``SiglipVisionModel(...).vision_model``; transformers 5
+    flattened that wrapper away, so the attribute is the model itself. Alias it (a no-op where it exists)."""
+    from transformers import SiglipVisionModel
+    if not hasattr(SiglipVisionModel, "vision_model"):
+        SiglipVisionModel.vision_model = property(lambda self: self)
+
+
+def _load_siglip2(cls: Any, path: Path) -> torch.nn.Module:
+    """A SigLIP2 RAE; checkpoints saved under transformers 4 nest encoder weights under ``vision_model.``,
+    which transformers 5 does not have: rename them and load strictly (never leave weights random)."""
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    _alias_siglip_vision_model()
+    weights = path / "diffusion_pytorch_model.safetensors"
+    nested = "encoder.vision_model."
+    if weights.is_file():
+        with safe_open(str(weights), "pt") as f:
+            old_layout = any(k.startswith(nested) for k in f.keys())
+        if old_layout:
+            model = cls.from_config(cls.load_config(str(path)))
+            state = {("encoder." + k[len(nested):] if k.startswith(nested) else k): v
+                     for k, v in load_file(str(weights)).items()}
+            missing, unexpected = model.load_state_dict(state, strict=False)
+            if missing or unexpected:
+                raise AdapterError(f"{path}: SigLIP2 RAE weights do not match the model "
+                                   f"({len(missing)} missing, {len(unexpected)} unexpected, e.g. "
+                                   f"{(missing or unexpected)[0]})")
+            return model.float().eval()
+    return from_pretrained(cls, path, torch_dtype=torch.float32)

@@ -64,12 +64,24 @@ def from_pretrained(cls: Any, path: str | Path, **kwargs: Any) -> Any:
 
     diffusers takes ``torch_dtype``, transformers ``dtype``; pass the right one in ``kwargs``.
     """
+    is_model = (isinstance(cls, type) and issubclass(cls, torch.nn.Module)) or cls.__name__.startswith("AutoModel")
     try:
         with _quiet_hf_logs():
-            return cls.from_pretrained(str(path), **HF_SAFE_KWARGS, **kwargs)
+            out = cls.from_pretrained(str(path), **HF_SAFE_KWARGS, **kwargs,
+                                      **({"output_loading_info": True} if is_model else {}))
     except (OSError, ValueError, RuntimeError, KeyError, AttributeError, TypeError) as e:
         # AttributeError/TypeError: version skew between diffusers and transformers model classes.
         raise AdapterError(f"{path}: cannot load {cls.__name__} ({type(e).__name__}: {_first_line(e)})") from None
+    # The libraries fill weights a checkpoint lacks with random values and only log a warning; an audit
+    # of a partly random model would be silently wrong, so refuse it.
+    if not is_model:
+        return out
+    model, info = out
+    missing = list(info.get("missing_keys") or [])
+    if missing:
+        raise AdapterError(f"{path}: the checkpoint has no weights for {len(missing)} parameters of "
+                           f"{cls.__name__} (e.g. {missing[0]}); refusing to audit a partly random model")
+    return model
 
 
 @contextmanager

@@ -71,29 +71,51 @@ def test_other_encoder_types(encoder_type, tmp_path):
     assert torch.equal(a.f(z), a.f(z))  # MAE: fixed patch order, no random shuffling
 
 
-def test_siglip2_rae_that_the_libraries_cannot_build_is_one_line(tmp_path):
-    """diffusers 0.42.1's AutoencoderRAE reaches for SiglipVisionModel.vision_model, which transformers 5
-    removed: a SigLIP2 RAE cannot be built here. The user gets one line, not a traceback."""
-    import json
-
+def _tiny_rae(encoder_type: str):
     from diffusers import AutoencoderRAE
-    from safetensors.torch import save_file
-    try:
-        AutoencoderRAE(encoder_type="siglip2", encoder_hidden_size=64, encoder_patch_size=16,
-                       encoder_num_hidden_layers=1, decoder_hidden_size=32, decoder_num_hidden_layers=1,
-                       decoder_num_attention_heads=2, decoder_intermediate_size=64, patch_size=8,
-                       encoder_input_size=32)
-    except AttributeError:
-        pass
-    else:
-        pytest.skip("this diffusers/transformers pair builds SigLIP2 RAEs again: test them like the others")
-    (tmp_path / "s").mkdir()
-    (tmp_path / "s" / "config.json").write_text(json.dumps({
-        "_class_name": "AutoencoderRAE", "encoder_type": "siglip2", "encoder_hidden_size": 64,
-        "encoder_patch_size": 16, "encoder_num_hidden_layers": 1, "decoder_hidden_size": 32,
-        "decoder_num_hidden_layers": 1, "decoder_num_attention_heads": 2, "decoder_intermediate_size": 64,
-        "patch_size": 8, "encoder_input_size": 32}))
-    save_file({"decoder.decoder_pred.bias": torch.zeros(192)}, str(tmp_path / "s" / "diffusion_pytorch_model.safetensors"))
-    with pytest.raises(AdapterError, match="cannot load AutoencoderRAE \\(AttributeError") as e:
-        load_adapter(str(tmp_path / "s"))
-    assert "\n" not in str(e.value)
+    torch.manual_seed(0)
+    return AutoencoderRAE(encoder_type=encoder_type, encoder_hidden_size=64, encoder_patch_size=16,
+                          encoder_num_hidden_layers=1, decoder_hidden_size=32, decoder_num_hidden_layers=1,
+                          decoder_num_attention_heads=2, decoder_intermediate_size=64, patch_size=8,
+                          encoder_input_size=32)
+
+
+def test_siglip2_rae_loads_in_both_checkpoint_layouts(tmp_path):
+    """diffusers 0.42 + transformers 5 cannot build a SigLIP2 RAE on their own (a removed attribute);
+    the adapter aliases it, and renames encoder weights saved under transformers 4 (``vision_model.``)."""
+    from safetensors.torch import load_file, save_file
+
+    from latentfield.adapters.rae import _alias_siglip_vision_model
+    _alias_siglip_vision_model()
+    _tiny_rae("siglip2").save_pretrained(tmp_path / "new")
+    a = load_adapter(str(tmp_path / "new"))
+    z = a.encode(torch.rand(2, 3, 16, 16))
+    assert z.shape == (2, 64, 2, 2) and torch.equal(a.f(z), a.f(z))
+
+    (tmp_path / "old").mkdir()
+    (tmp_path / "old" / "config.json").write_text((tmp_path / "new" / "config.json").read_text())
+    state = load_file(str(tmp_path / "new" / "diffusion_pytorch_model.safetensors"))
+    old = {("encoder.vision_model." + k[len("encoder."):] if k.startswith("encoder.") else k): v for k, v in state.items()}
+    assert any(k.startswith("encoder.vision_model.") for k in old)
+    save_file(old, str(tmp_path / "old" / "diffusion_pytorch_model.safetensors"))
+    b = load_adapter(str(tmp_path / "old"))
+    assert b.fingerprint == a.fingerprint
+    torch.testing.assert_close(b.f(z), a.f(z), rtol=0, atol=0)
+
+    del old[next(k for k in old if k.startswith("encoder.vision_model."))]
+    save_file(old, str(tmp_path / "old" / "diffusion_pytorch_model.safetensors"))
+    with pytest.raises(AdapterError, match="do not match"):
+        load_adapter(str(tmp_path / "old"))
+
+
+def test_checkpoint_missing_weights_is_refused_not_randomly_filled(tmp_path):
+    from safetensors.torch import load_file, save_file
+    _tiny_rae("mae").save_pretrained(tmp_path / "m")
+    path = tmp_path / "m" / "diffusion_pytorch_model.safetensors"
+    state = load_file(str(path))
+    dropped = next(k for k in state if k.startswith("decoder."))
+    del state[dropped]
+    save_file(state, str(path))
+    with pytest.raises(AdapterError, match="no weights for 1 parameters") as e:
+        load_adapter(str(tmp_path / "m"))
+    assert dropped in str(e.value) and "\n" not in str(e.value)

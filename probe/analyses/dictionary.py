@@ -11,7 +11,6 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 import torch
-from sklearn.linear_model import orthogonal_mp
 
 from latentfield.adapters import Adapter
 
@@ -41,6 +40,7 @@ def omp_codes(latents: np.ndarray, atoms: np.ndarray, n_atoms: int) -> np.ndarra
     non-zeros each. Returns the reconstructed latents (M, D)."""
     with warnings.catch_warnings():  # OMP stops early once a residual is exactly representable
         warnings.simplefilter("ignore", RuntimeWarning)
+        from sklearn.linear_model import orthogonal_mp  # lazy: keeps CLI start-up fast
         coef = orthogonal_mp(atoms.T, latents.T, n_nonzero_coefs=min(n_atoms, *atoms.shape), precompute=True)
     coef = coef.reshape(len(atoms), -1)
     return (atoms.T @ coef).T

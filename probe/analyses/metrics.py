@@ -6,7 +6,6 @@ the negatives for AUROC and AUPR-out, the positives for AUPR-in and for the TPR 
 from __future__ import annotations
 
 import numpy as np
-from sklearn.metrics import average_precision_score, roc_auc_score, roc_curve
 
 
 def _split(scores_in: np.ndarray, scores_out: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -21,6 +20,7 @@ def _split(scores_in: np.ndarray, scores_out: np.ndarray) -> tuple[np.ndarray, n
 def auroc(scores_in: np.ndarray, scores_out: np.ndarray) -> float:
     """Area under the ROC curve for telling OOD (positive) from in-distribution; 0.5 = chance."""
     y, s = _split(scores_in, scores_out)
+    from sklearn.metrics import roc_auc_score  # lazy: keeps CLI start-up fast
     return float(roc_auc_score(y, s))
 
 
@@ -29,6 +29,7 @@ def fpr_at_tpr(scores_in: np.ndarray, scores_out: np.ndarray, tpr: float = 0.95)
     still accepts ``tpr`` of the in-distribution samples (Liang et al. 2018; lower is better)."""
     y, s = _split(scores_in, scores_out)
     # In-distribution is the positive class here, with -score as its score.
+    from sklearn.metrics import roc_curve
     fpr, tpr_curve, _ = roc_curve(1 - y, -s, drop_intermediate=False)
     return float(fpr[np.searchsorted(tpr_curve, tpr, side="left")])
 
@@ -36,12 +37,14 @@ def fpr_at_tpr(scores_in: np.ndarray, scores_out: np.ndarray, tpr: float = 0.95)
 def aupr_in(scores_in: np.ndarray, scores_out: np.ndarray) -> float:
     """Average precision with in-distribution as the positive class (score -s)."""
     y, s = _split(scores_in, scores_out)
+    from sklearn.metrics import average_precision_score
     return float(average_precision_score(1 - y, -s))
 
 
 def aupr_out(scores_in: np.ndarray, scores_out: np.ndarray) -> float:
     """Average precision with OOD as the positive class (score s)."""
     y, s = _split(scores_in, scores_out)
+    from sklearn.metrics import average_precision_score
     return float(average_precision_score(y, s))
 
 

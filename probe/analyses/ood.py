@@ -22,8 +22,6 @@ from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 import torch
-from sklearn.covariance import LedoitWolf
-from sklearn.decomposition import PCA
 from tqdm.auto import tqdm
 
 from latentfield.adapters import Adapter
@@ -37,6 +35,9 @@ from ..run import ProbeConfig, run_probe
 from .metrics import ood_metrics
 
 if TYPE_CHECKING:
+    from sklearn.covariance import LedoitWolf
+    from sklearn.decomposition import PCA
+
     from ..audit import AuditContext
     from ..report import Report
 
@@ -89,6 +90,9 @@ def fit_in_distribution(adapter: Adapter, images: torch.Tensor, settings: Iterat
     if len(result.attractors) == 0:
         raise UsageError(f"no in-distribution trajectory converged within {s.max_steps} steps "
                          f"(tolerance {s.tol:g}); raise --max-steps or --tol")
+    from sklearn.covariance import LedoitWolf  # lazy: keeps CLI start-up fast
+    from sklearn.decomposition import PCA
+
     feats = encode_unit(adapter, images, s.batch_size).flatten(1).numpy()
     # A D x D covariance is out of reach for large latents (TAEF2 at 256 px: D = 32768); fit the
     # Gaussian in the leading principal subspace of the in-distribution features instead.
