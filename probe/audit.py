@@ -20,6 +20,7 @@ from .report import Report, figure_uri, img_tag, save_grid, table
 from .run import ProbeConfig, ProbeResult, run_probe
 
 GALLERY_MAX = 48
+TRAJECTORY_SEEDS = 12
 Section = Callable[["AuditContext", Report], None]
 
 
@@ -58,7 +59,7 @@ def audit(adapter: Adapter, out: str | Path, config: ProbeConfig | None = None, 
     result = run_probe(adapter, config or ProbeConfig(), out=out / "probe", progress=progress)
     ctx = AuditContext(adapter, result, train, heldout, out, progress, options)
     report = Report(f"latentfield audit: {adapter.name}")
-    for section in [overview_section, convergence_section, stability_section, gallery_section,
+    for section in [overview_section, convergence_section, stability_section, trajectory_section, gallery_section,
                     memorization_section, copying_section, generalization_entropy_section,
                     dictionary_section, ood_section, *(sections or [])]:
         section(ctx, report)
@@ -121,6 +122,29 @@ def stability_section(ctx: AuditContext, report: Report) -> None:
     body += table(rows[:GALLERY_MAX], ["#", "kind", "spectral radius of J_f", "Lipschitz (max singular value)",
                                        "predicted steps", "measured steps (median)"])
     report.add("Stability of fixed points", body, stability=stab)
+
+
+def trajectory_section(ctx: AuditContext, report: Report) -> None:
+    """The first few seeds re-run with every step recorded (seed i depends only on (seed, i), so these
+    are the main run's own trajectories), drawn on the top-2 principal axes of the attractor set."""
+    cfg = ctx.result.config
+    if len(ctx.result.attractors) == 0 or cfg.init == "data":
+        return
+    from dataclasses import replace
+
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from .field import plot_projected, split_trajectories
+    n = min(TRAJECTORY_SEEDS, cfg.n_seeds)
+    res = run_probe(ctx.adapter, replace(cfg, n_seeds=n, record_every=1, verify=False), progress=False)
+    stab = ctx.result.summary().get("stability")
+    kinds = [p["kind"] for p in stab["per_attractor"]] if stab else None
+    fig, ax = plt.subplots(figsize=(5.5, 4.2))
+    plot_projected(ax, split_trajectories(res.trajectories), ctx.result.attractors.numpy(), kinds)
+    report.add("Trajectories", f"<img src='{figure_uri(fig)}'><p class='muted'>The first {n} seeds, every step, "
+               "projected on the top two principal axes of the attractor set (markers: attractors).</p>")
 
 
 def gallery_section(ctx: AuditContext, report: Report) -> None:

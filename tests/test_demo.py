@@ -71,5 +71,6 @@ def test_audit_demo_end_to_end(tmp_path):
     html = (tmp_path / "report.html").read_text()
     n_imgs = html.count("<img src='data:image/png;base64,")
     assert n_imgs >= 2 * report["n_attractors"]  # each attractor beside its nearest training image
+    assert "<h2>Trajectories</h2>" in html and "<h2>Memorization</h2>" in html
     assert "http" not in html.split("<body>")[1]  # self-contained: nothing fetched
     assert (tmp_path / "probe" / "summary.json").exists() and Path(tmp_path / "attractors.png").stat().st_size > 0
