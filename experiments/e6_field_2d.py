@@ -62,6 +62,7 @@ def main(argv=None) -> None:
         fig = field_figure(adapter.f, res.attractors, paths, kinds, box=box, grid=s["grid"],
                            title=f"V(z) = E(D(z)) - z, k = 2 digits autoencoder ({len(res.attractors)} attractors)")
     fig.axes[0].scatter(codes[:, 0], codes[:, 1], s=2, c="lightgray", zorder=1, label="training codes")
+    fig.axes[0].legend(loc="lower right", fontsize=7)
     save_png(fig, args.out / "e6_field_2d.png")
     decoded = decode_unit(adapter, res.attractors)
     cos, idx = max_cosine(decoded, x_train[:s["n_train"]]) if len(decoded) else (torch.zeros(0), torch.zeros(0))
