@@ -130,3 +130,17 @@ def iterate(f: Map, z0: torch.Tensor, *, tol: float = 1e-6, max_steps: int = 300
 from .solvers import AndersonSolver  # noqa: E402
 
 SOLVERS["anderson"] = AndersonSolver
+
+
+def make_solver(name: str, options: dict | None = None) -> Solver:
+    """``SOLVERS[name](**options)``; ValueError with a one-line message for an unknown solver or option."""
+    import inspect
+
+    if name not in SOLVERS:
+        raise ValueError(f"unknown solver {name!r}: choose one of {', '.join(SOLVERS)}")
+    known = [p for p in inspect.signature(SOLVERS[name]).parameters if p != "self"]
+    unknown = sorted(set(options or {}) - set(known))
+    if unknown:
+        raise ValueError(f"unknown option {', '.join(map(repr, unknown))} for solver {name!r}: "
+                         + (f"choose from {', '.join(known)}" if known else "it takes no options"))
+    return SOLVERS[name](**(options or {}))

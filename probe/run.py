@@ -23,7 +23,7 @@ from latentfield.adapters import Adapter
 
 from . import io
 from .attractors import basin_sizes, deduplicate, step_stats
-from .engine import CONVERGED, DIVERGED, MAX_STEPS, SOLVERS, STATUS_NAMES, iterate
+from .engine import CONVERGED, DIVERGED, MAX_STEPS, SOLVERS, STATUS_NAMES, iterate, make_solver
 from .errors import UsageError
 from .seeds import INITS, make_seeds
 
@@ -51,6 +51,7 @@ class ProbeConfig:
     euclid_rtol: float = 0.02
     record_every: int = 0
     verify: bool = False  # classify attractors by the Jacobian's spectral radius (always on for accelerated solvers)
+    solver_options: dict[str, Any] = field(default_factory=dict)  # e.g. {"m": 5, "warmup": 30} for anderson
 
     def validate(self) -> None:
         if self.n_seeds <= 0:
@@ -63,6 +64,10 @@ class ProbeConfig:
             raise UsageError(f"unknown init {self.init!r}: choose one of {', '.join(INITS)}")
         if self.solver not in SOLVERS:
             raise UsageError(f"unknown solver {self.solver!r}: choose one of {', '.join(SOLVERS)}")
+        try:
+            make_solver(self.solver, self.solver_options)
+        except ValueError as e:
+            raise UsageError(f"solver option: {e}") from None
         if self.sigma <= 0 or self.record_every < 0:
             raise UsageError("sigma must be positive and record_every non-negative")
 
@@ -229,8 +234,8 @@ def _run_chunk(adapter: Adapter, config: ProbeConfig, c: int, idx: range, data: 
     rec: list[tuple[np.ndarray, np.ndarray, torch.Tensor]] = []
     recorder = (lambda i, s, z: rec.append((i + idx.start, s, z.detach().cpu()))) if config.record_every else None
     res = iterate(adapter.f, z0, tol=config.tol, max_steps=config.max_steps, batch_size=config.batch_size,
-                  max_norm=config.max_norm, solver=SOLVERS[config.solver](), record_every=config.record_every,
-                  recorder=recorder, progress=bar.update)
+                  max_norm=config.max_norm, solver=make_solver(config.solver, config.solver_options),
+                  record_every=config.record_every, recorder=recorder, progress=bar.update)
     part = {"end": res.end.float().cpu(), "status": torch.from_numpy(res.status), "steps": torch.from_numpy(res.steps),
             "n_evals": res.n_evals, "wall": time.perf_counter() - t0}
     if path is not None:

@@ -14,6 +14,7 @@ This module does not import the engine (the engine registers ``"anderson"`` from
 """
 from __future__ import annotations
 
+import math
 from typing import Callable
 
 import torch
@@ -31,6 +32,9 @@ class AndersonSolver:
     the seed then takes the plain step f(x_prev) (already computed, so no extra evaluation) and its
     history restarts. ``step`` returns the squared residual ||f(z) - z||^2 at the current iterate,
     so the engine's stopping rule is the plain iteration's. One evaluation of f per step and seed.
+    warmup: plain steps before mixing starts; patience: accelerated steps without a 10% gain on the
+    best residual before the seed goes back to plain steps for another warm-up, whose length is
+    multiplied by ``backoff`` at each such restart (1: always ``warmup``).
 
     State tensors have the batch as first axis (the engine compacts and refills them):
     ``x``/``fx`` (B, m, d) history, newest first; ``n`` (B,) valid entries; ``prev`` (B,) last
@@ -40,11 +44,12 @@ class AndersonSolver:
     name = "anderson"
 
     def __init__(self, m: int = 5, beta: float = 1.0, lam: float = 1e-6, restart_factor: float = 2.0,
-                 warmup: int = 30, patience: int = 10) -> None:
-        if m < 1 or not 0 < beta <= 1:
-            raise ValueError(f"need m >= 1 and 0 < beta <= 1, got m={m}, beta={beta}")
+                 warmup: int = 30, patience: int = 10, backoff: float = 1.0) -> None:
+        for key, value in (("m", m), ("beta", beta), ("lam", lam), ("restart_factor", restart_factor),
+                           ("warmup", warmup), ("patience", patience), ("backoff", backoff)):
+            _check(key, value)
         self.m, self.beta, self.lam, self.restart_factor = m, beta, lam, restart_factor
-        self.warmup, self.patience = warmup, patience
+        self.warmup, self.patience, self.backoff = warmup, patience, backoff
 
     def init_state(self, z: torch.Tensor) -> State:
         b, d = z.shape[0], z[0].numel()
@@ -54,7 +59,8 @@ class AndersonSolver:
                 "plain": torch.zeros(b, dtype=torch.bool, device=z.device),
                 "age": torch.zeros(b, dtype=torch.long, device=z.device),
                 "best": torch.full((b,), float("inf"), dtype=torch.float64, device=z.device),
-                "since": torch.zeros(b, dtype=torch.long, device=z.device)}
+                "since": torch.zeros(b, dtype=torch.long, device=z.device),
+                "wait": torch.full((b,), float(self.warmup), dtype=torch.float64, device=z.device)}
 
     def step(self, f: Map, z: torch.Tensor, state: State) -> tuple[torch.Tensor, torch.Tensor, State]:
         shape = z.shape
@@ -68,12 +74,13 @@ class AndersonSolver:
         improved = r2 < 0.9 * state["best"]
         best = torch.where(improved, r2, state["best"])
         since = torch.where(improved, torch.zeros_like(state["since"]), state["since"] + 1)
-        age = state["age"]
-        stalled = (age >= self.warmup) & (since >= self.patience)
+        age, wait = state["age"], state["wait"]
+        stalled = (age >= wait) & (since >= self.patience)
+        wait = torch.where(stalled, wait * self.backoff, wait)
         age = torch.where(stalled, torch.zeros_like(age), age)
         best = torch.where(stalled, torch.full_like(best, float("inf")), best)
         since = torch.where(stalled, torch.zeros_like(since), since)
-        warm = age < self.warmup  # plain steps first: mixing far from any fixed point misleads
+        warm = age < wait  # plain steps first: mixing far from any fixed point misleads
         reject = ~state["plain"] & ~warm & (n > 0) & (r2 > self.restart_factor * state["prev"])
         fallback = hist_f[:, 0].clone()  # f(x_prev), the plain step from the last accepted iterate
         keep = ~reject
@@ -83,7 +90,7 @@ class AndersonSolver:
         prev = torch.where(keep, r2, state["prev"])
         z_next = torch.where(reject[:, None], fallback, torch.where(warm[:, None], fx, self._mix(hist_x, hist_f, n)))
         new_state = {"x": hist_x, "fx": hist_f, "n": n, "prev": prev, "plain": reject | warm, "age": age + 1,
-                     "best": best, "since": since}
+                     "best": best, "since": since, "wait": wait}
         return z_next.view(shape), r2.to(z.dtype), new_state
 
     def _mix(self, hist_x: torch.Tensor, hist_f: torch.Tensor, n: torch.Tensor) -> torch.Tensor:
@@ -105,5 +112,22 @@ class AndersonSolver:
         alpha = torch.where(ok, y / torch.where(ok, total, torch.ones_like(total)), plain)  # degenerate: plain
         mixed = self.beta * hist_f + (1 - self.beta) * hist_x if self.beta < 1 else hist_f
         return torch.einsum("bm,bmd->bd", alpha.to(mixed.dtype), mixed)
+
+
+# Option -> (type, valid?, rule): CLI values arrive parsed as bool/int/float/str, so check both.
+_RULES: dict[str, tuple[type, Callable[[float], bool], str]] = {
+    "m": (int, lambda v: v >= 1, ">= 1"), "beta": (float, lambda v: 0 < v <= 1, "in (0, 1]"),
+    "lam": (float, lambda v: v >= 0, ">= 0"), "restart_factor": (float, lambda v: v > 0, "> 0"),
+    "warmup": (int, lambda v: v >= 0, ">= 0"), "patience": (int, lambda v: v >= 1, ">= 1"),
+    "backoff": (float, lambda v: v >= 1, ">= 1"),
+}
+
+
+def _check(key: str, value: object) -> None:
+    kind, valid, rule = _RULES[key]
+    typed = not isinstance(value, bool) and isinstance(value, int if kind is int else (int, float))
+    if not (typed and math.isfinite(value) and valid(value)):
+        raise ValueError(f"{key} must be {'an integer' if kind is int else 'a number'} {rule}, got {value!r}")
+
 
 __all__ = ["AndersonSolver"]

@@ -106,7 +106,16 @@ def verified(result) -> torch.Tensor:
     return result.attractors[[k == "attractor" for k in kinds]].flatten(1)
 
 
-def test_plain_and_anderson_agree_on_the_demo_verified_attractors():
+@pytest.fixture
+def one_thread():
+    # Two threads on a loaded 2-core machine made this test 10-30x slower (OpenMP threads wait on each other).
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def test_plain_and_anderson_agree_on_the_demo_verified_attractors(one_thread):
     try:
         adapter = load_adapter("demo:memorize")
     except AdapterError as e:

@@ -31,6 +31,8 @@ def add_probe_args(p: argparse.ArgumentParser, seeds: int = 256) -> None:
     g.add_argument("--batch-size", type=int, default=256, help="seeds evaluated together (default 256)")
     g.add_argument("--solver", default="plain", help="fixed-point solver: plain (default, the paper's iteration) "
                    "or anderson (accelerated; its end points are always verified)")
+    g.add_argument("--solver-option", action="append", default=[], type=key_value, metavar="KEY=VALUE",
+                   help="solver setting, e.g. m=5, beta=1, warmup=30 for anderson (repeatable; see docs/dynamics.md)")
     g.add_argument("--verify", action="store_true",
                    help="classify each attractor by the spectral radius of the Jacobian (attractor/saddle/marginal)")
     g.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -39,7 +41,8 @@ def add_probe_args(p: argparse.ArgumentParser, seeds: int = 256) -> None:
 def probe_config(args: argparse.Namespace, **overrides) -> ProbeConfig:
     cfg = ProbeConfig(n_seeds=args.seeds, init=args.init, seed=args.seed, sigma=args.sigma, tol=args.tol,
                       max_steps=args.max_steps, batch_size=args.batch_size, solver=args.solver,
-                      verify=getattr(args, "verify", False), **overrides)
+                      verify=getattr(args, "verify", False),
+                      solver_options=dict(getattr(args, "solver_option", None) or []), **overrides)
     if cfg.init != "data":
         cfg.validate()
     return cfg
