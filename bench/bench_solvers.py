@@ -5,10 +5,11 @@ converge, how many distinct solutions each finds, how many are verified attracto
 < 1), and how many verified attractors both find (cosine > 0.99). Verification time is reported apart.
 
 Usage:
-  .venv/bin/python bench/bench_solvers.py --model demo:memorize --seeds 128 --tol 1e-6 --max-steps 3000
+  .venv/bin/python bench/bench_solvers.py --model demo:memorize --seeds 128 --threads 1
   .venv/bin/python bench/bench_solvers.py --model /work/shared/weights/taef2 --image-shape 3,64,64 \
-      --seeds 16 --tol 1e-5 --max-steps 500
+      --seeds 4 --tol 1e-5 --max-steps 500 --batch-size 4 --threads 1 [--solvers anderson --solver-option m=10]
 Prints a markdown table row per solver for docs/benchmarks.md (and --json FILE for the raw numbers).
+"end residual^2" is ||f(z) - z||^2 where each seed stopped: how close the unconverged seeds got.
 """
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ import time
 import torch
 
 from latentfield.adapters import load_adapter
+from latentfield.probe.commands.common import key_value
 from latentfield.probe.run import ProbeConfig, run_probe
 
 
@@ -39,37 +41,52 @@ def main() -> None:
     p.add_argument("--max-steps", type=int, default=3000)
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--solver-option", action="append", default=[], type=key_value, metavar="KEY=VALUE",
+                   help="Anderson setting (repeatable), as latentfield probe --solver-option")
+    p.add_argument("--solvers", default="plain,anderson", help="comma-separated, e.g. anderson to rerun one")
     p.add_argument("--json", default=None)
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     shape = tuple(int(v) for v in args.image_shape.split(",")) if args.image_shape else None
     adapter = load_adapter(args.model, image_shape=shape)
     rows, found = {}, {}
-    for solver in ("plain", "anderson"):
+    for solver in args.solvers.split(","):
+        options = dict(args.solver_option) if solver != "plain" else {}
         cfg = ProbeConfig(n_seeds=args.seeds, tol=args.tol, max_steps=args.max_steps, batch_size=args.batch_size,
-                          solver=solver, verify=True)
+                          solver=solver, verify=True, solver_options=options)
         t0 = time.perf_counter()
         res = run_probe(adapter, cfg, progress=False)
         total = time.perf_counter() - t0  # res.wall_time_s is the iteration alone; the rest is verification
         kinds = [q["kind"] for q in res.stability["per_attractor"]]
         found[solver] = res.attractors[[k == "attractor" for k in kinds]].flatten(1).float()
-        rows[solver] = {"model": args.model, "solver": solver, "seeds": args.seeds, "converged": res.counts["converged"],
-                        "n_evals": res.n_evals, "wall_s": round(res.wall_time_s, 2), "solutions": len(res.attractors),
-                        "verified": len(found[solver]), "saddles": kinds.count("saddle_or_repeller"),
-                        "marginal": kinds.count("marginal"), "verify_s": round(total - res.wall_time_s, 2),
+        end = res.end_points.to(adapter.dtype)
+        residual = torch.cat([(adapter.f(e) - e).flatten(1).double().pow(2).sum(1)
+                              for e in end.split(args.batch_size)])  # ||f(z) - z||^2 where each seed stopped
+        conv = res.status == 0
+        rows[solver] = {"model": args.model, "solver": solver, "options": options, "seeds": args.seeds,
+                        "converged": res.counts["converged"], "n_evals": res.n_evals,
+                        "evals_converged_seeds": int(res.steps[conv].sum()), "wall_s": round(res.wall_time_s, 2),
+                        "solutions": len(res.attractors), "verified": len(found[solver]),
+                        "saddles": kinds.count("saddle_or_repeller"), "marginal": kinds.count("marginal"),
+                        "verify_s": round(total - res.wall_time_s, 2),
                         "steps_median": res.summary()["steps_to_converge"]["median"],
+                        "end_residual_median": float(residual.median()), "end_residual_max": float(residual.max()),
                         "stability": res.stability}
-    rows["anderson"]["verified_also_plain"] = overlap(found["anderson"], found["plain"])
-    rows["plain"]["verified_also_plain"] = len(found["plain"])
-    ratio = rows["plain"]["n_evals"] / max(rows["anderson"]["n_evals"], 1)
-    print("| model | solver | converged | evals of f | wall (s) | median steps | solutions | verified | "
-          "saddles | marginal | verified also by plain | verify (s) |")
-    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for name, r in rows.items():
+        r["verified_also_plain"] = overlap(found[name], found["plain"]) if "plain" in found else None
+    print("| model | solver | converged | evals of f | evals on converged seeds | wall (s) | median steps | "
+          "end residual^2 median / max | solutions | verified | saddles | marginal | verified also by plain | verify (s) |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in rows.values():
-        print(f"| {r['model']} | {r['solver']} | {r['converged']}/{r['seeds']} | {r['n_evals']} | {r['wall_s']} | "
-              f"{r['steps_median']} | {r['solutions']} | {r['verified']} | {r['saddles']} | {r['marginal']} | "
-              f"{r['verified_also_plain']} | {r['verify_s']} |")
-    print(f"\nplain / anderson evaluations: {ratio:.2f}x")
+        print(f"| {r['model']} | {r['solver']} | {r['converged']}/{r['seeds']} | {r['n_evals']} | "
+              f"{r['evals_converged_seeds']} | {r['wall_s']} | {r['steps_median']} | "
+              f"{r['end_residual_median']:.2g} / {r['end_residual_max']:.2g} | {r['solutions']} | {r['verified']} | "
+              f"{r['saddles']} | {r['marginal']} | {r['verified_also_plain']} | {r['verify_s']} |")
+    if "plain" in rows and "anderson" in rows:
+        ratio = rows["plain"]["n_evals"] / max(rows["anderson"]["n_evals"], 1)
+        print(f"\nplain / anderson evaluations: {ratio:.2f}x; plain's verified attractors also found by anderson: "
+              f"{overlap(found['plain'], found['anderson'])}/{len(found['plain'])}; "
+              f"anderson options: {rows['anderson']['options'] or 'defaults'}")
     if args.json:
         with open(args.json, "w") as fh:
             json.dump(list(rows.values()), fh, indent=1)
