@@ -58,7 +58,9 @@ def figure(main: dict, seeds: dict) -> object:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     fig, ax = plt.subplots(figsize=(5.8, 3.6))
-    ax.plot(main["n_atoms"], main["mse_attractors"], "o-", label=f"end points after iteration ({main['n_attractors']})")
+    k = main["n_attractors"]  # beyond k atoms OMP has nothing more to add: draw the curve up to k
+    n_k = [n for n in main["n_atoms"] if n <= k]
+    ax.plot(n_k, main["mse_attractors"][:len(n_k)], "o-", label=f"end points after iteration ({k})")
     ax.plot(seeds["n_atoms"], seeds["mse_attractors"], "^:", label=f"Gaussian seeds, not iterated ({seeds['n_attractors']})")
     ax.plot(main["n_atoms"], main["mse_random_basis"], "s--", label=f"random orthonormal basis ({main['latent_dim']})")
     ax.axhline(main["mse_autoencoder"], color="gray", lw=1, ls=":", label="D(E(x)) (floor)")
