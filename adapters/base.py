@@ -6,7 +6,7 @@ provides ``encode`` and ``decode`` on batched tensors.
 from __future__ import annotations
 
 import hashlib
-from typing import Callable, Iterable, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import torch
 from torch import nn
@@ -16,6 +16,15 @@ Shape = tuple[int, ...]
 
 class AdapterError(ValueError):
     """A user-facing problem with a model spec or checkpoint (reported as one line by the CLI)."""
+
+
+def check_options(options: Mapping[str, Any], allowed: Iterable[str], family: str) -> None:
+    """Refuse options a family does not read: a mistyped ``--model-option`` must not pass silently."""
+    allowed = set(allowed) | {"image_shape"}  # load_adapter passes the input size to every family
+    unknown = sorted(k for k, v in options.items() if k not in allowed and v is not None)
+    if unknown:
+        raise AdapterError(f"{family}: unknown option{'s' if len(unknown) > 1 else ''} {', '.join(unknown)} "
+                           f"(this family takes: {', '.join(sorted(allowed))})")
 
 
 def fingerprint_tensors(named: Iterable[tuple[str, torch.Tensor]]) -> str:

@@ -14,7 +14,7 @@ import torch
 from safetensors.torch import load_file, safe_open, save_file
 from torch import nn
 
-from .base import Adapter, AdapterError
+from .base import Adapter, AdapterError, check_options
 from .registry import register_adapter, register_path_loader
 
 FAMILY = "latentfield-demo"
@@ -128,10 +128,12 @@ def _adapter_from_file(path: Path, name: str) -> DemoAdapter:
 
 @register_adapter("demo", help="bundled digits autoencoder; demo:generalize (default) or demo:memorize")
 def load_demo(arg: str | None = None, **options: Any) -> DemoAdapter:
+    check_options(options, (), "demo")
     variant = arg or "generalize"
     return _adapter_from_file(demo_checkpoint_path(variant), f"demo:{variant}")
 
 
 @register_path_loader("demo-file", is_demo_checkpoint)
 def load_demo_file(path: Path, **options: Any) -> DemoAdapter:
+    check_options(options, (), "demo checkpoint")
     return _adapter_from_file(path, Path(path).stem)

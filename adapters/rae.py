@@ -18,7 +18,7 @@ from typing import Any, Sequence
 import torch
 
 from ._family import FamilyAdapter
-from .base import AdapterError
+from .base import AdapterError, check_options
 from .hub import register_config_family
 from .safe_load import from_pretrained
 
@@ -57,6 +57,7 @@ def _is_rae(config: dict[str, Any]) -> bool:
 
 @register_config_family("rae (diffusers AutoencoderRAE: DINOv2 / SigLIP2 / MAE encoders)", _is_rae)
 def load_rae(path: Path, config: dict[str, Any], **options: Any) -> RAEAdapter:
+    check_options(options, ("name", "clamp"), "rae (diffusers AutoencoderRAE)")
     from diffusers import AutoencoderRAE
     if config.get("encoder_type") == "siglip2":
         model = _load_siglip2(AutoencoderRAE, Path(path))

@@ -17,7 +17,7 @@ from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from .base import Adapter, AdapterError, TorchAutoencoder
+from .base import Adapter, AdapterError, TorchAutoencoder, check_options
 
 Loader = Callable[..., Adapter]
 
@@ -139,6 +139,7 @@ def _from_python(target: str, options: dict[str, Any]) -> Adapter:
             obj = getattr(obj, part)
     except (ImportError, AttributeError) as e:
         raise AdapterError(f"py:{target}: cannot import ({e})") from None
+    check_options(options, (), f"py:{target}")
     if callable(obj) and not isinstance(obj, Adapter):
         obj = obj()
     return _as_adapter(obj, f"py:{target}", options)

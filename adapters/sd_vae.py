@@ -21,7 +21,7 @@ from typing import Any, Sequence
 import torch
 
 from ._family import FamilyAdapter
-from .base import AdapterError
+from .base import AdapterError, check_options
 from .hub import register_config_family
 from .safe_load import from_pretrained
 
@@ -81,6 +81,7 @@ def _is_kl(config: dict[str, Any]) -> bool:
 
 @register_config_family("sd-vae (diffusers AutoencoderKL)", _is_kl)
 def load_kl_vae(path: Path, config: dict[str, Any], **options: Any) -> KLVAEAdapter:
+    check_options(options, ("name", "sample", "sample_seed", "scale_latents", "clamp"), config["_class_name"])
     import diffusers
     cls = getattr(diffusers, config["_class_name"])
     vae = from_pretrained(cls, path, torch_dtype=torch.float32)

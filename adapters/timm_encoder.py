@@ -17,7 +17,7 @@ from typing import Any, Sequence
 import torch
 from torch import nn
 
-from .base import AdapterError, fingerprint_tensors
+from .base import AdapterError, check_options, fingerprint_tensors
 from .registry import register_adapter
 from .safe_load import from_pretrained, load_state_dict
 from .vit_mae import IMAGENET_MEAN, IMAGENET_STD, pixel_stats
@@ -162,6 +162,7 @@ def load_encoder(spec: str, checkpoint: str | Path | None = None,
 def load_timm(arg: str | None, checkpoint: str | None = None, decoder: str | None = None, **options: Any):
     if not arg:
         raise AdapterError("timm needs a model name: timm:NAME")
+    check_options(options, ("model_args",), "timm")
     if decoder is None:
         load_timm_encoder(arg, checkpoint, options.get("model_args"))  # report weight problems first
         raise AdapterError(f"timm:{arg} is an encoder without a decoder; fit one with "

@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from ._family import FamilyAdapter
-from .base import AdapterError
+from .base import AdapterError, check_options
 from .hub import register_config_family
 from .registry import register_path_loader
 from .safe_load import PICKLE_SUFFIXES, from_pretrained, load_state_dict
@@ -194,6 +194,7 @@ def load_taesd_path(path: Path, **options: Any) -> TinyAdapter:
 def load_taesd_files(encoder_path: str | Path, decoder_path: str | Path, *, image_shape: Sequence[int] | None = None,
                      clamp: bool = True, name: str | None = None, **options: Any) -> TinyAdapter:
     """Load an original TAESD pair (``.pth`` via ``torch.load(weights_only=True)``, or ``.safetensors``)."""
+    check_options(options, ("name", "clamp"), "taesd .pth pair")
     encoder_path, decoder_path = Path(encoder_path), Path(decoder_path)
     enc, dec = build_taesd_pair(load_state_dict(encoder_path), load_state_dict(decoder_path), str(encoder_path.parent))
     stem = encoder_path.stem
@@ -210,6 +211,7 @@ def _is_tiny(config: dict[str, Any]) -> bool:
 
 @register_config_family("tiny (diffusers AutoencoderTiny)", _is_tiny)
 def load_autoencoder_tiny(path: Path, config: dict[str, Any], **options: Any) -> TinyAdapter:
+    check_options(options, ("name", "clamp"), "AutoencoderTiny")
     from diffusers import AutoencoderTiny
     model = from_pretrained(AutoencoderTiny, path, torch_dtype=torch.float32)
     # Each encoder stage after the first halves the resolution.

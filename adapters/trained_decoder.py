@@ -23,7 +23,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from ._family import FamilyAdapter
-from .base import AdapterError
+from .base import AdapterError, check_options
 from .hub import register_config_family
 from .timm_encoder import FrozenEncoder, load_encoder
 
@@ -213,6 +213,7 @@ def _is_trained_decoder(config: dict[str, Any]) -> bool:
 
 @register_config_family("trained-decoder (latentfield train-decoder output)", _is_trained_decoder)
 def load_trained_decoder(path: Path, config: dict[str, Any], **options: Any) -> TrainedDecoderAdapter:
+    check_options(options, ("name",), "trained decoder")
     src = config["encoder"]
     encoder = load_encoder(src["spec"], src.get("checkpoint"), src.get("model_args"))
     if encoder.weights_fingerprint != config["encoder_fingerprint"]:

@@ -28,7 +28,7 @@ from typing import Any, Sequence
 import torch
 
 from ._family import FamilyAdapter
-from .base import AdapterError
+from .base import AdapterError, check_options
 from .hub import register_config_family
 from .safe_load import from_pretrained
 
@@ -114,6 +114,7 @@ def _is_vit_mae(config: dict[str, Any]) -> bool:
 
 @register_config_family("vit-mae (transformers ViTMAEForPreTraining)", _is_vit_mae)
 def load_vit_mae(path: Path, config: dict[str, Any], **options: Any) -> ViTMAEAdapter:
+    check_options(options, ("name", "norm_pix", "clamp"), "ViT-MAE")
     from transformers import ViTMAEForPreTraining
     if "ViTMAEModel" in (config.get("architectures") or []) and "ViTMAEForPreTraining" not in config["architectures"]:
         raise AdapterError(f"{path}: a ViTMAEModel checkpoint has no decoder; use a ViTMAEForPreTraining "

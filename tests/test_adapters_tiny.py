@@ -131,3 +131,9 @@ def test_autoencoder_tiny_matches_original_layout(tmp_path):
     assert torch.equal(hf.f(z), hf.f(z))
     res = run_probe(hf, ProbeConfig(n_seeds=2, max_steps=3, batch_size=2), progress=False)
     assert res.end_points.shape == (2, 4, 2, 2) and (res.steps <= 3).all()
+
+
+def test_family_options_are_checked(taef2_dir):
+    assert load_adapter(str(taef2_dir), image_shape=(3, 32, 32), clamp=False).clamp is False
+    with pytest.raises(AdapterError, match=r"unknown option clmap \(this family takes: clamp, image_shape, name\)"):
+        load_adapter(str(taef2_dir), image_shape=(3, 32, 32), clmap=False)

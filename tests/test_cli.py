@@ -63,3 +63,9 @@ def test_bare_pair_needs_an_image_shape_and_works_with_one(tmp_path):
 def test_bad_image_shape_is_an_argument_error(tmp_path):
     res = cli("probe", "demo", "--image-shape", "3x32", "--out", str(tmp_path))
     assert res.returncode == 2 and "C,H,W" in res.stderr and "Traceback" not in res.stderr
+
+
+def test_mistyped_model_option_is_refused(tmp_path):
+    res = cli("probe", "demo:memorize", "--model-option", "scale_latents=true", "--out", str(tmp_path / "o"))
+    assert_one_line_error(res, "demo: unknown option scale_latents")
+    assert not (tmp_path / "o" / "summary.json").exists()
