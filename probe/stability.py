@@ -16,6 +16,7 @@ one batched jvp. Maps that autograd cannot differentiate fall back to central fi
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
@@ -98,7 +99,9 @@ class JacobianOperator:
         return self.z.unsqueeze(0).expand(k, *self.shape).contiguous()
 
     def _jvp_autograd(self, v: torch.Tensor) -> torch.Tensor:
-        _, jv = torch.func.jvp(self.f, (self._batch(len(v)),), (v.view(len(v), *self.shape),))
+        with warnings.catch_warnings():  # torch's first forward-AD call scripts decompositions and warns about it
+            warnings.filterwarnings("ignore", message=".*torch.jit.script.* is deprecated", category=FutureWarning)
+            _, jv = torch.func.jvp(self.f, (self._batch(len(v)),), (v.view(len(v), *self.shape),))
         return jv.reshape(len(v), -1)
 
     def _jvp_fd(self, v: torch.Tensor) -> torch.Tensor:
