@@ -6,7 +6,7 @@ training digits; the 297 held-out test digits are the in-distribution negatives;
 (``probe.analyses.ood``; higher = more OOD): the paper's trajectory score beside the field magnitude,
 steps, path length, KNN, Mahalanobis and reconstruction error. AUROC and FPR95 per method and set.
 
-    .venv/bin/python experiments/e4_ood.py --out docs/results/e4 [--smoke]
+    .venv/bin/python experiments/e4_ood.py --out docs/results/e4 [--smoke] [--k K] [--latent-penalty P]
 """
 from __future__ import annotations
 
@@ -44,9 +44,13 @@ def figure(result, methods=("trajectory", "field", "knn", "mahalanobis", "recons
 
 
 def main(argv=None) -> None:
-    args = parse_args("Experiment 4: OOD detection", argv)
-    s = SMOKE if args.smoke else FULL
-    recipe = DemoRecipe(bottleneck=s["k"], n_train=s["n_train"], epochs=s["epochs"], latent_penalty=1e-3)
+    def extra(p) -> None:  # variants that test whether the trajectory score's failure depends on the model
+        p.add_argument("--k", type=int, default=None, help=f"bottleneck (default {FULL['k']})")
+        p.add_argument("--latent-penalty", type=float, default=1e-3, help="L2 penalty on the codes (default 1e-3)")
+    args = parse_args("Experiment 4: OOD detection", argv, extra=extra)
+    s = dict(SMOKE if args.smoke else FULL, latent_penalty=args.latent_penalty)
+    s["k"] = args.k or s["k"]
+    recipe = DemoRecipe(bottleneck=s["k"], n_train=s["n_train"], epochs=s["epochs"], latent_penalty=s["latent_penalty"])
     adapter, record = train(recipe, progress=not args.quiet)
     fit = digits("train")[0][:s["n_fit"]]
     in_test = digits("test")[0][:s["n_in_test"]]
