@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import time
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -69,8 +70,13 @@ class TrainedDecoderAdapter(FamilyAdapter):
     value_range = (0.0, 1.0)
 
     def __init__(self, encoder: FrozenEncoder, decoder: ConvDecoder, *, name: str) -> None:
+        # The encoder's weights enter the fingerprint as a module; its identity here leaves out file paths,
+        # so the same model moved to another folder keeps its fingerprint.
+        spec = encoder.source["spec"]
+        identity = {"spec": f"dir:{Path(spec).name}" if os.path.isabs(spec) else spec,
+                    "model_args": encoder.source.get("model_args") or {}}
         super().__init__([encoder, decoder], name=name, clamp=False,  # sigmoid output is already in range
-                         options={"encoder": encoder.source})
+                         options={"encoder": identity})
         self.encoder, self.decoder = encoder, decoder
         self.image_shape = tuple(decoder.config["image_shape"])
         self.latent_shape = (decoder.config["in_channels"], *decoder.config["feature_hw"])
@@ -185,12 +191,34 @@ def train_decoder(encoder: FrozenEncoder, images: torch.Tensor, out: str | Path,
     decoder.eval()
     save_file({k: v.detach().contiguous() for k, v in decoder.state_dict().items()}, str(out / "decoder.safetensors"))
     config = {"latentfield_family": FAMILY, "encoder": encoder.source,
+              "encoder_relative": _relative_source(encoder.source, out),
               "encoder_fingerprint": encoder.weights_fingerprint, "decoder": decoder.config,
               "training": {"epochs": epochs, "batch_size": batch_size, "lr": lr, "seed": seed,
                            "n_images": len(images), "images": images_source, "mse": losses,
                            "wall_time_s_last_session": round(time.perf_counter() - t0, 2)}}
     _write_atomic(out / "config.json", (json.dumps(config, indent=1) + "\n").encode())
     return out
+
+
+def _relative_source(source: dict[str, Any], out: Path) -> dict[str, str | None]:
+    """Encoder paths relative to the decoder folder, so a tree moved as a whole still loads."""
+    def rel(value: str | None) -> str | None:
+        if not value or not os.path.isabs(value):
+            return None
+        try:
+            return os.path.relpath(value, out.resolve())
+        except ValueError:  # another drive on Windows
+            return None
+    return {"spec": rel(source.get("spec")), "checkpoint": rel(source.get("checkpoint"))}
+
+
+def _locate_source(config: dict[str, Any], path: Path) -> dict[str, Any]:
+    """The recorded encoder source, with each missing absolute path replaced by its relative twin if that exists."""
+    src = dict(config["encoder"])
+    for key, rel in (config.get("encoder_relative") or {}).items():
+        if rel and src.get(key) and not os.path.exists(src[key]) and (path / rel).exists():
+            src[key] = str((path / rel).resolve())
+    return src
 
 
 def _write_atomic(path: Path, data: bytes) -> None:
@@ -214,7 +242,7 @@ def _is_trained_decoder(config: dict[str, Any]) -> bool:
 @register_config_family("trained-decoder (latentfield train-decoder output)", _is_trained_decoder)
 def load_trained_decoder(path: Path, config: dict[str, Any], **options: Any) -> TrainedDecoderAdapter:
     check_options(options, ("name",), "trained decoder")
-    src = config["encoder"]
+    src = _locate_source(config, Path(path))
     encoder = load_encoder(src["spec"], src.get("checkpoint"), src.get("model_args"))
     if encoder.weights_fingerprint != config["encoder_fingerprint"]:
         raise AdapterError(f"{path}: the encoder weights at {src.get('checkpoint') or src['spec']} differ from "

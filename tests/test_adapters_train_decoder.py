@@ -116,3 +116,22 @@ def test_transformers_encoder_directory(tmp_path):
     assert a.latent_shape == (16, 4, 4)  # CLS dropped, 4 x 4 patch grid
     z = a.encode(torch.rand(2, 3, 28, 28))
     assert torch.equal(a.f(z), a.f(z))
+
+
+def test_tree_moved_as_a_whole_still_loads(timm_checkpoint, tmp_path):
+    """The config records the encoder checkpoint's path relative to the decoder folder as well."""
+    project = tmp_path / "project"
+    (project / "weights").mkdir(parents=True)
+    ckpt = project / "weights" / "enc.safetensors"
+    ckpt.write_bytes(timm_checkpoint.read_bytes())
+    enc = load_encoder(f"timm:{TIMM}", ckpt, TIMM_ARGS)
+    train_decoder(enc, load_images("faces", (3, 32, 32), limit=8), project / "dec", epochs=1, width=8, progress=False)
+    before = load_adapter(str(project / "dec"))
+    moved = project.rename(tmp_path / "elsewhere")
+    after = load_adapter(str(moved / "dec"))
+    assert after.fingerprint == before.fingerprint
+    z = torch.randn(2, *after.latent_shape, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(after.f(z), before.f(z))
+    (moved / "weights" / "enc.safetensors").unlink()  # gone from both places: a one-line error, not a crash
+    with pytest.raises(AdapterError, match="no such weights file"):
+        load_adapter(str(moved / "dec"))
