@@ -7,7 +7,6 @@ Every experiment writes ``OUT/table.json`` (the numbers; a second run gives the 
 from __future__ import annotations
 
 import argparse
-import json
 import shlex
 import sys
 import time
@@ -21,7 +20,7 @@ from latentfield.adapters.demo import DemoAdapter
 from latentfield.probe import io
 from latentfield.probe.analyses.copying import calibrated_copying
 from latentfield.probe.analyses.memorization import memorization_coefficient
-from latentfield.probe.audit import decode_unit
+from latentfield.probe.latents import decode_unit
 from latentfield.probe.data import digits, noise_images
 from latentfield.probe.demo_training import DemoRecipe, train_demo, training_subset
 from latentfield.probe.run import ProbeConfig, ProbeResult, run_probe

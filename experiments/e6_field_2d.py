@@ -19,7 +19,7 @@ import torch  # noqa: E402
 
 from common import finish, parse_args, save_png, train  # noqa: E402
 from latentfield.probe.analyses.memorization import max_cosine  # noqa: E402
-from latentfield.probe.audit import decode_unit  # noqa: E402
+from latentfield.probe.latents import decode_unit  # noqa: E402
 from latentfield.probe.data import digits  # noqa: E402
 from latentfield.probe.demo_training import DemoRecipe  # noqa: E402
 from latentfield.probe.field import auto_box, field_figure, split_trajectories  # noqa: E402

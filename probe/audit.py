@@ -13,11 +13,10 @@ import torch
 from latentfield.adapters import Adapter
 
 from .analyses.memorization import max_cosine, memorization_coefficient
-from .analyses.copying import copying_section, generalization_entropy_section
-from .analyses.dictionary import dictionary_section
-from .analyses.ood import ood_section
+from .latents import decode_unit
 from .report import Report, figure_uri, img_tag, save_grid, table
 from .run import ProbeConfig, ProbeResult, run_probe
+from .sections import copying_section, dictionary_section, generalization_entropy_section, ood_section
 
 GALLERY_MAX = 48
 TRAJECTORY_SEEDS = 12
@@ -35,14 +34,6 @@ class AuditContext:
         self.options = options or {}
         self.order = np.argsort(-result.basin_sizes, kind="stable")  # attractors, largest basin first
         self.decoded = decode_unit(adapter, result.attractors)
-
-
-def decode_unit(adapter: Adapter, z: torch.Tensor, batch_size: int = 64) -> torch.Tensor:
-    """Decode latents (K, *latent) to images in [0, 1] (K, C, H, W), on CPU."""
-    if len(z) == 0:
-        return torch.zeros((0, *(adapter.image_shape or (1, 1, 1))))
-    return torch.cat([adapter.to_unit(adapter.decode(z[i:i + batch_size])).float().cpu()
-                      for i in range(0, len(z), batch_size)])
 
 
 def audit(adapter: Adapter, out: str | Path, config: ProbeConfig | None = None, *, train: torch.Tensor | None = None,

@@ -2,7 +2,8 @@
 
 Two recipes show the paper's contrast: ``memorize`` trains on 16 images for many steps (its
 attractors sit on training images); ``generalize`` trains on the full 1500-image training split
-(its attractors are prototypes that no training image matches better than held-out digits do). Deterministic: fixed seeds, deterministic torch algorithms.
+(its attractors are prototypes that no training image matches better than held-out digits do).
+Deterministic: fixed seeds, deterministic torch algorithms.
 """
 from __future__ import annotations
 

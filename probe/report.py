@@ -64,19 +64,33 @@ def fmt(v: Any) -> str:
     return str(v)
 
 
-def png_uri(img: Image.Image) -> str:
+def png_bytes(img: Image.Image) -> bytes:
     buf = _io.BytesIO()
     img.save(buf, format="PNG")
-    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
+    return buf.getvalue()
+
+
+def figure_png(fig: Any, dpi: int = 110) -> bytes:
+    """Matplotlib figure -> PNG bytes (the figure is closed)."""
+    import matplotlib.pyplot as plt
+    buf = _io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def write_figure(fig: Any, path: str | Path) -> None:
+    """Matplotlib figure -> PNG file, written atomically (the figure is closed)."""
+    io.write_bytes(path, figure_png(fig))
+
+
+def png_uri(img: Image.Image) -> str:
+    return "data:image/png;base64," + base64.b64encode(png_bytes(img)).decode()
 
 
 def figure_uri(fig: Any) -> str:
     """Matplotlib figure -> embedded PNG (the figure is closed)."""
-    import matplotlib.pyplot as plt
-    buf = _io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
-    plt.close(fig)
-    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
+    return "data:image/png;base64," + base64.b64encode(figure_png(fig)).decode()
 
 
 def to_pil(x: torch.Tensor, size: int | None = None) -> Image.Image:
@@ -103,6 +117,4 @@ def save_grid(images: torch.Tensor, path: str | Path, ncol: int = 8, size: int =
     grid = Image.new("RGB", (min(ncol, len(tiles)) * (w + 2), rows * (h + 2)), "white")
     for i, t in enumerate(tiles):
         grid.paste(t, ((i % ncol) * (w + 2), (i // ncol) * (h + 2)))
-    buf = _io.BytesIO()
-    grid.save(buf, format="PNG")
-    io.write_bytes(path, buf.getvalue())
+    io.write_bytes(path, png_bytes(grid))

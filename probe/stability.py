@@ -160,14 +160,20 @@ class JacobianOperator:
         return LinearOperator((self.d, self.d), matvec=matvec, rmatvec=rmatvec, dtype=np.float64)
 
 
-def _lipschitz_lower_bound(pairs: list[tuple[np.ndarray, np.ndarray]]) -> float:
-    """max ||J x|| / ||x|| over x in span of the probed vectors: sigma_max(W R^-1) with V = QR."""
+def _probed_span(pairs: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
+    """Orthonormal basis Q (d, k) of the probed vectors V = QR and J Q = W R^-1 (d, k), from the recorded
+    (v, Jv) pairs; directions that are numerically dependent are dropped."""
     v = np.stack([p[0] for p in pairs], 1)
     w = np.stack([p[1] for p in pairs], 1)
     q, r = np.linalg.qr(v)
     keep = np.abs(np.diag(r)) > 1e-10 * np.abs(np.diag(r)).max()
     q, r, w = q[:, keep], r[np.ix_(keep, keep)], w[:, keep]
-    return float(np.linalg.norm(np.linalg.solve(r.T, w.T).T, 2))
+    return q, np.linalg.solve(r.T, w.T).T
+
+
+def _lipschitz_lower_bound(pairs: list[tuple[np.ndarray, np.ndarray]]) -> float:
+    """max ||J x|| / ||x|| over x in the span of the probed vectors: sigma_max(J Q)."""
+    return float(np.linalg.norm(_probed_span(pairs)[1], 2))
 
 
 def analyze_fixed_point(f: Map, z: torch.Tensor, *, f_eval: Map | None = None, margin: float = MARGIN,
@@ -222,11 +228,9 @@ def _krylov(op: JacobianOperator, tol: float, ncv: int, max_restarts: int) -> tu
 
 
 def _ritz_values(pairs: list[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
-    """Eigenvalues of J projected on the span of the probed vectors (Rayleigh-Ritz)."""
-    v = np.stack([p[0] for p in pairs], 1)
-    w = np.stack([p[1] for p in pairs], 1)
-    q, r = np.linalg.qr(v)
-    return np.linalg.eigvals(q.T @ np.linalg.solve(r.T, w.T).T)
+    """Eigenvalues of J projected on the span of the probed vectors (Rayleigh-Ritz): of Q^T J Q."""
+    q, jq = _probed_span(pairs)
+    return np.linalg.eigvals(q.T @ jq)
 
 
 def verify_fixed_points(model: Any, points: torch.Tensor, *, progress: bool = False, **kwargs: Any) -> list[Stability]:

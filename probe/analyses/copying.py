@@ -7,18 +7,12 @@ image than 95% of held-out images are. The same rate for noise images is a floor
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
 
-from ..data import noise_images
-from ..report import table
 from .memorization import max_cosine
-
-if TYPE_CHECKING:
-    from ..audit import AuditContext
-    from ..report import Report
 
 COPY_QUANTILE = 0.05
 VARIANCE_EXPLAINED = 0.90
@@ -85,51 +79,5 @@ def generalization_entropy(images: torch.Tensor, explained: float = VARIANCE_EXP
             "explained_variance_ratio": ratio[:min(len(ratio), 64)].round(6).tolist()}
 
 
-# -- audit sections -------------------------------------------------------------------------------
-
-def copying_section(ctx: "AuditContext", report: "Report") -> None:
-    """Noise-image baseline and calibrated copy rate, merged into the ``memorization`` JSON key."""
-    if ctx.train is None or len(ctx.decoded) == 0:
-        return
-    from .memorization import memorization_coefficient
-    n_noise = max(len(ctx.decoded), min(256, len(ctx.train)))
-    noise = noise_images(n_noise, ctx.train.shape[1:], seed=0)
-    base = memorization_coefficient(noise, ctx.train)
-    mem = dict(report.data.get("memorization") or {})
-    mem.update(noise_baseline_mean=base["mean"], noise_baseline_std=base["std"])
-    rows = [("noise images (floor)", len(noise), base["mean"], base["std"])]
-    body = table(rows, ["images", "n", "max cosine to training set: mean", "std"])
-    if ctx.heldout is not None and len(ctx.heldout):
-        cal = calibrated_copying(ctx.decoded, ctx.train, ctx.heldout, noise, ctx.result.basin_sizes)
-        mem.update(cal)
-        body += table([("decoded attractors", cal["copy_rate"]), ("seeds (weighted by basin)", cal.get("copy_rate_seeds")),
-                       ("held-out images (by construction)", cal["heldout_copy_rate"]),
-                       ("noise images", cal["noise_copy_rate"])], ["images", "calibrated copy rate"])
-        body += (f"<p class='muted'>Calibrated copy rate: the fraction of images whose cosine to their nearest "
-                 f"training image exceeds {cal['copy_threshold_cosine']:.4f}, a level only "
-                 f"{100 * COPY_QUANTILE:g}% of held-out images reach (Meehan et al. 2020). Raw cosine has a "
-                 "high floor; this rate does not.</p>")
-    report.add("Memorization baselines and calibrated copy rate", body, memorization=mem)
-
-
-def generalization_entropy_section(ctx: "AuditContext", report: "Report") -> None:
-    if len(ctx.decoded) == 0:
-        return
-    ent = generalization_entropy(ctx.decoded)
-    data: dict[str, Any] = {"attractors": ent}
-    rows = [("decoded attractors", ent["n_items"], ent["n_components"], ent["ratio"])]
-    if ctx.train is not None and len(ctx.train) >= 2:
-        # The count grows with the number of images: compare with as many training images.
-        g = torch.Generator().manual_seed(0)
-        sub = ctx.train[torch.randperm(len(ctx.train), generator=g)[:max(2, len(ctx.decoded))]]
-        base = generalization_entropy(sub)
-        data["train_baseline"] = base
-        rows.append(("training images (same count)", base["n_items"], base["n_components"], base["ratio"]))
-    body = table(rows, ["images", "n", f"singular vectors for {100 * VARIANCE_EXPLAINED:g}% of variance", "ratio"])
-    body += ("<p class='muted'>Generalization entropy (the paper): the number of singular vectors of the "
-             "centred decoded attractors needed to explain 90% of their variance.</p>")
-    report.add("Generalization entropy", body, generalization_entropy=data)
-
-
 __all__ = ["nearest_train_distance", "copy_threshold", "copy_rate", "calibrated_copying",
-           "generalization_entropy", "copying_section", "generalization_entropy_section"]
+           "generalization_entropy"]

@@ -7,18 +7,14 @@ curve over a random orthonormal basis of the latent space says what "a good dict
 from __future__ import annotations
 
 import warnings
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import torch
 
 from latentfield.adapters import Adapter
 
-from ..report import figure_uri, table
-
-if TYPE_CHECKING:
-    from ..audit import AuditContext
-    from ..report import Report
+from ..latents import encode_unit
 
 
 def atom_grid(max_atoms: int, n_points: int = 8) -> list[int]:
@@ -65,8 +61,7 @@ def dictionary_test(adapter: Adapter, attractors: torch.Tensor, images: torch.Te
     ||z - z_hat|| / ||z||. ``mse_autoencoder`` = MSE of D(E(x)) is the floor both curves approach.
     """
     x = images.float()
-    z = torch.cat([adapter.encode(adapter.from_unit(x[i:i + batch_size])).float().cpu()
-                   for i in range(0, len(x), batch_size)])
+    z = encode_unit(adapter, x, batch_size)
     zf = z.flatten(1).double().numpy()
     d = zf.shape[1]
     atoms = attractors.flatten(1).double().numpy()
@@ -103,32 +98,4 @@ def dictionary_figure(result: dict[str, Any]) -> Any:
     return fig
 
 
-def save_dictionary_plot(result: dict[str, Any], path: Any) -> None:
-    from .. import io
-    import io as _io
-    import matplotlib.pyplot as plt
-    fig = dictionary_figure(result)
-    buf = _io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110)
-    plt.close(fig)
-    io.write_bytes(path, buf.getvalue())
-
-
-def dictionary_section(ctx: "AuditContext", report: "Report") -> None:
-    """Runs when the audit is asked for it (``options['dictionary']``) and has reference images."""
-    if not ctx.options.get("dictionary") or len(ctx.result.attractors) == 0:
-        return
-    images = ctx.heldout if ctx.heldout is not None and len(ctx.heldout) else ctx.train
-    if images is None or len(images) == 0:
-        return
-    res = dictionary_test(ctx.adapter, ctx.result.attractors, images[:512])
-    rows = list(zip(res["n_atoms"], res["mse_attractors"], res["mse_random_basis"]))
-    body = table(rows, ["atoms", "MSE (attractors)", "MSE (random basis)"])
-    body += f"<img src='{figure_uri(dictionary_figure(res))}'>"
-    body += (f"<p class='muted'>{res['n_images']} reference images encoded and rebuilt by orthogonal matching "
-             f"pursuit from n atoms, then decoded; D(E(x)) itself has MSE {res['mse_autoencoder']:.4g}.</p>")
-    report.add("Attractors as a dictionary", body, dictionary=res)
-
-
-__all__ = ["atom_grid", "random_orthonormal_basis", "omp_codes", "dictionary_test", "dictionary_figure",
-           "save_dictionary_plot", "dictionary_section"]
+__all__ = ["atom_grid", "random_orthonormal_basis", "omp_codes", "dictionary_test", "dictionary_figure"]

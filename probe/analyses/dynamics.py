@@ -14,6 +14,7 @@ import torch
 
 from latentfield.adapters import Adapter
 
+from ..latents import decode_unit
 from ..run import ProbeConfig, run_probe
 from .compare import chamfer_similarity
 from .memorization import memorization_coefficient
@@ -23,7 +24,6 @@ def checkpoint_stats(adapter: Adapter, reference: torch.Tensor, config: ProbeCon
                      n_data: int = 256, progress: bool = False) -> dict[str, Any]:
     """Statistics of one checkpoint. ``reference`` (M, C, H, W) in [0, 1]: the training images (the
     first ``n_data`` also seed the data-started probe). ``config``: the noise probe."""
-    from ..audit import decode_unit
     noise = run_probe(adapter, config, progress=progress)
     data_cfg = ProbeConfig(init="data", tol=config.tol, max_steps=config.max_steps, batch_size=config.batch_size,
                            cos_threshold=config.cos_threshold)

@@ -30,7 +30,7 @@ from .. import io
 from ..engine import CONVERGED, iterate
 from ..errors import UsageError
 from ..index import AttractorIndex
-from ..report import table
+from ..latents import encode_unit
 from ..run import ProbeConfig, run_probe
 from .metrics import ood_metrics
 
@@ -38,8 +38,6 @@ if TYPE_CHECKING:
     from sklearn.covariance import LedoitWolf
     from sklearn.decomposition import PCA
 
-    from ..audit import AuditContext
-    from ..report import Report
 
 TRAJECTORY_METHODS = ("trajectory", "field", "steps", "path_length")
 BASELINE_METHODS = ("knn", "mahalanobis", "reconstruction")
@@ -54,12 +52,6 @@ class IterationSettings:
     tol: float = 1e-6
     max_steps: int = 3000
     batch_size: int = 256
-
-
-def encode_unit(adapter: Adapter, images: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
-    """Images (N, C, H, W) in [0, 1] -> latents (N, *latent) on CPU, float32."""
-    return torch.cat([adapter.encode(adapter.from_unit(images[i:i + batch_size])).float().cpu()
-                      for i in range(0, len(images), batch_size)]) if len(images) else torch.zeros(0, *adapter.latent_shape)
 
 
 @dataclass
@@ -234,45 +226,6 @@ def export_scores(result: OODResult, out: str | Path) -> tuple[Path, Path]:
     return out / "scores.csv", out / "scores.npz"
 
 
-def metrics_table(result: OODResult) -> str:
-    rows = [(t, m, v["auroc"], v["fpr95"], v["aupr_in"], v["aupr_out"])
-            for t, per in result.metrics.items() for m, v in per.items()]
-    return table(rows, ["test set", "method", "AUROC", "FPR95", "AUPR-in", "AUPR-out"])
-
-
-AUDIT_MAX_IMAGES = 512  # the audit scores a seeded subset of each set; `latentfield ood` has no cap
-
-
-def _subset(x: torch.Tensor, n: int, seed: int = 0) -> torch.Tensor:
-    if len(x) <= n:
-        return x
-    return x[torch.randperm(len(x), generator=torch.Generator().manual_seed(seed))[:n].sort().values]
-
-
-def ood_section(ctx: "AuditContext", report: "Report") -> None:
-    """Runs when the audit has OOD sets (``options['ood']``: name -> images) and training images."""
-    tests = ctx.options.get("ood")
-    if not tests or ctx.train is None:
-        return
-    cfg = ctx.result.config
-    settings = IterationSettings(cfg.tol, cfg.max_steps, cfg.batch_size)
-    if ctx.heldout is not None and len(ctx.heldout):
-        fit, test = ctx.train, ctx.heldout
-    else:
-        fit, test = split_heldout(ctx.train)
-    fit, test = _subset(fit, AUDIT_MAX_IMAGES), _subset(test, AUDIT_MAX_IMAGES)
-    tests = {name: _subset(x, AUDIT_MAX_IMAGES) for name, x in tests.items()}
-    res = ood_benchmark(ctx.adapter, fit, test, tests, settings, progress=ctx.progress)
-    export_scores(res, ctx.out / "ood")
-    body = metrics_table(res)
-    body += (f"<p class='muted'>In-distribution: {len(fit)} images iterated to {res.info['n_in_attractors']} "
-             f"attractors; {len(test)} held-out images are the negatives. Higher score = more OOD; AUROC 0.5 is "
-             "chance, FPR95 is the share of OOD inputs accepted when 95% of in-distribution ones are. "
-             f"Each set is a seeded subset of at most {AUDIT_MAX_IMAGES} images (`latentfield ood` uses all). "
-             "Per-sample scores: ood/scores.csv.</p>")
-    report.add("Out-of-distribution detection", body, ood=res.to_json())
-
-
 __all__ = ["IterationSettings", "InDistribution", "fit_in_distribution", "trajectory_scores", "baseline_scores",
-           "score_images", "OODResult", "ood_benchmark", "split_heldout", "export_scores", "metrics_table",
-           "ood_section", "METHODS", "encode_unit"]
+           "score_images", "OODResult", "ood_benchmark", "split_heldout", "export_scores", "METHODS",
+           "encode_unit"]

@@ -5,16 +5,16 @@ import argparse
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from latentfield.adapters import Adapter
 
 from .. import io
 from ..analyses.compare import (MATCH_THRESHOLD, chamfer_similarity, heatmap_figure, matched_fraction, pairwise,
                                 permutation_null, randomly_initialised)
-from ..audit import decode_unit
 from ..data import fit_to_shape
 from ..errors import UsageError
+from ..latents import decode_unit, encode_unit
+from ..report import write_figure
 from ..run import run_probe
 from .common import add_probe_args, image_shape, model_from_args, probe_config
 
@@ -61,8 +61,7 @@ def run(args: argparse.Namespace) -> int:
         images = fit_to_shape(decode_unit(adapter, res.attractors), ref_shape)
         if embedder is None:
             return images.flatten(1).numpy()
-        z = torch.cat([embedder.encode(embedder.from_unit(images[i:i + 64])).float().cpu() for i in range(0, len(images), 64)])
-        return z.flatten(1).numpy()
+        return encode_unit(embedder, images, 64).flatten(1).numpy()
 
     names = [a.name for a in adapters]
     sets = [attractor_set(a) for a in adapters]
@@ -106,15 +105,6 @@ def run(args: argparse.Namespace) -> int:
             lines.append(f"{r['a']},{r['b']},{r['chamfer']:.6f},{r['matched_fraction']:.6f},"
                          f"{nl.get('chamfer_mean', '')},{nl.get('chamfer_std', '')}")
         io.write_text(out / "compare.csv", "\n".join(lines) + "\n")
-        _save_figure(heatmap_figure(mats["chamfer"], names, f"symmetric Chamfer similarity ({space})"), out / "heatmap.png")
+        write_figure(heatmap_figure(mats["chamfer"], names, f"symmetric Chamfer similarity ({space})"), out / "heatmap.png")
         print(f"wrote {out}/compare.json, {out}/compare.csv, {out}/heatmap.png")
     return 0
-
-
-def _save_figure(fig, path: Path) -> None:
-    import io as _io
-    import matplotlib.pyplot as plt
-    buf = _io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
-    plt.close(fig)
-    io.write_bytes(path, buf.getvalue())

@@ -7,6 +7,7 @@ from pathlib import Path
 from .. import io
 from ..analyses.dynamics import dynamics_figure, training_dynamics
 from ..data import load_images
+from ..report import write_figure
 from .common import add_probe_args, image_shape, model_from_args, probe_config
 
 
@@ -36,13 +37,7 @@ def run(args: argparse.Namespace) -> int:
         out = Path(args.out)
         io.write_json(out / "dynamics.json", {"checkpoints": list(args.checkpoints), "reference": args.reference,
                                               "rows": rows})
-        import io as _io
-        import matplotlib.pyplot as plt
-        fig = dynamics_figure(rows)
-        buf = _io.BytesIO()
-        fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
-        plt.close(fig)
-        io.write_bytes(out / "dynamics.png", buf.getvalue())
+        write_figure(dynamics_figure(rows), out / "dynamics.png")
         print(f"wrote {out}/dynamics.json and {out}/dynamics.png")
     return 0
 

@@ -13,11 +13,11 @@ import numpy as np
 import torch
 
 from .. import io
-from ..analyses.dictionary import dictionary_test, save_dictionary_plot
-from ..audit import decode_unit
+from ..analyses.dictionary import dictionary_figure, dictionary_test
 from ..data import load_images
 from ..index import AttractorIndex
-from ..report import save_grid, to_pil
+from ..latents import decode_unit
+from ..report import png_bytes, save_grid, to_pil, write_figure
 from ..run import run_probe
 from .common import add_model_args, add_probe_args, model_from_args, probe_config
 
@@ -49,8 +49,7 @@ def run(args: argparse.Namespace) -> int:
     entries = []
     for rank, (k, img) in enumerate(zip(order, decoded)):
         name = f"attractors/{rank:05d}.png"
-        buf = _png(img)
-        io.write_bytes(out / name, buf)
+        io.write_bytes(out / name, png_bytes(to_pil(img)))
         entries.append({"file": name, "rank": rank, "attractor": int(k), "basin_size": int(sizes[rank]),
                         "latent_norm": float(attractors[rank].norm())})
     io.write_tensors(out / "attractors.safetensors", {"attractors": attractors.contiguous(),
@@ -67,16 +66,9 @@ def run(args: argparse.Namespace) -> int:
         dico = dictionary_test(adapter, attractors, images) if len(attractors) else None
         if dico is not None:
             io.write_json(out / "dictionary.json", dico)
-            save_dictionary_plot(dico, out / "dictionary.png")
+            write_figure(dictionary_figure(dico), out / "dictionary.png")
             manifest["dictionary"] = "dictionary.json"
     io.write_json(out / "manifest.json", manifest)
     print(f"{adapter.name}: {len(result.status)} seeds -> {len(attractors)} attractors; wrote {out}/attractors/, "
           f"{out}/manifest.json, {out}/attractors.safetensors" + (", dictionary.json" if "dictionary" in manifest else ""))
     return 0
-
-
-def _png(img: torch.Tensor) -> bytes:
-    import io as _io
-    buf = _io.BytesIO()
-    to_pil(img).save(buf, format="PNG")
-    return buf.getvalue()
