@@ -40,6 +40,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1
+    except OSError as e:  # an output path that cannot be written, a disk that is full: the user's to fix
+        where = f"{e.filename}: " if e.filename else ""
+        print(f"latentfield: error: {where}{e.strerror or e}", file=sys.stderr)
+        return 2
 
 
 def _version() -> str:

@@ -69,3 +69,17 @@ def test_mistyped_model_option_is_refused(tmp_path):
     res = cli("probe", "demo:memorize", "--model-option", "scale_latents=true", "--out", str(tmp_path / "o"))
     assert_one_line_error(res, "demo: unknown option scale_latents")
     assert not (tmp_path / "o" / "summary.json").exists()
+
+
+@pytest.mark.parametrize("command", [["field", "demo", "--seeds", "4", "--max-steps", "50"],
+                                     ["ood", "demo", "--in-dist", "digits:train", "--test", "noise", "--limit", "8"]])
+def test_output_path_that_cannot_be_written_is_one_line(tmp_path, command):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    res = cli(*command, "--out", str(blocker / "out.png"), "--quiet")
+    assert_one_line_error(res, str(blocker))
+
+
+def test_embed_without_embed_space_is_refused():
+    assert_one_line_error(cli("compare", "demo:memorize", "demo:generalize", "--space", "latent", "--embed", "demo"),
+                          "--embed is only used with --space embed")

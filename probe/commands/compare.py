@@ -45,6 +45,8 @@ def run(args: argparse.Namespace) -> int:
     space = args.space or ("embed" if args.embed else "pixels")
     if space == "embed" and not args.embed:
         raise UsageError("--space embed needs --embed SPEC (a reference encoder)")
+    if args.embed and space != "embed":
+        raise UsageError(f"--embed is only used with --space embed, not --space {space}")
     adapters = [model_from_args(args, spec=s) for s in args.models]
     if space == "latent" and len({tuple(a.latent_shape) for a in adapters}) > 1:
         raise UsageError("--space latent needs models with one latent shape; use --space pixels or --embed")
