@@ -20,9 +20,9 @@ from latentfield.adapters.demo import DemoAdapter
 from latentfield.probe import io
 from latentfield.probe.analyses.copying import calibrated_copying
 from latentfield.probe.analyses.memorization import memorization_coefficient
-from latentfield.probe.latents import decode_unit
 from latentfield.probe.data import digits, noise_images
 from latentfield.probe.demo_training import DemoRecipe, train_demo, training_subset
+from latentfield.probe.latents import decode_unit
 from latentfield.probe.run import ProbeConfig, ProbeResult, run_probe
 
 DIGITS = 4  # significant digits in tables: enough to read, stable across reruns on one machine

@@ -19,10 +19,10 @@ import torch  # noqa: E402
 
 from common import finish, parse_args, save_png, train  # noqa: E402
 from latentfield.probe.analyses.memorization import max_cosine  # noqa: E402
-from latentfield.probe.latents import decode_unit  # noqa: E402
 from latentfield.probe.data import digits  # noqa: E402
 from latentfield.probe.demo_training import DemoRecipe  # noqa: E402
 from latentfield.probe.field import auto_box, field_figure, split_trajectories  # noqa: E402
+from latentfield.probe.latents import decode_unit  # noqa: E402
 from latentfield.probe.run import ProbeConfig, run_probe  # noqa: E402
 
 FULL = dict(n_train=1500, epochs=20, n_seeds=256, max_steps=3000, n_paths=12, grid=60)
