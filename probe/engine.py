@@ -127,9 +127,10 @@ def iterate(f: Map, z0: torch.Tensor, *, tol: float = 1e-6, max_steps: int = 300
 
 
 # Accelerated solvers live in their own module, which does not import this one (no cycle).
-from .solvers import AndersonSolver  # noqa: E402
+from .solvers import AndersonSolver, RelaxationSolver  # noqa: E402
 
 SOLVERS["anderson"] = AndersonSolver
+SOLVERS["relax"] = RelaxationSolver
 
 
 def make_solver(name: str, options: dict | None = None) -> Solver:

@@ -29,10 +29,12 @@ def add_probe_args(p: argparse.ArgumentParser, seeds: int = 256) -> None:
     g.add_argument("--tol", type=float, default=1e-6, help="stop when the squared step < tol (default 1e-6)")
     g.add_argument("--max-steps", type=int, default=3000, help="step limit per seed (default 3000)")
     g.add_argument("--batch-size", type=int, default=256, help="seeds evaluated together (default 256)")
-    g.add_argument("--solver", default="plain", help="fixed-point solver: plain (default, the paper's iteration) "
-                   "or anderson (accelerated; its end points are always verified)")
+    g.add_argument("--solver", default="plain", help="fixed-point solver: plain (default, the paper's iteration), "
+                   "relax (stretched steps along a steady drift) or anderson (mixing); the accelerated "
+                   "solvers' end points are always verified")
     g.add_argument("--solver-option", action="append", default=[], type=key_value, metavar="KEY=VALUE",
-                   help="solver setting, e.g. m=5, beta=1, warmup=30 for anderson (repeatable; see docs/dynamics.md)")
+                   help="solver setting, e.g. m=5, warmup=30 for anderson, h_max=4, align=0.9 for relax "
+                   "(repeatable; see docs/dynamics.md)")
     g.add_argument("--verify", action="store_true",
                    help="classify each attractor by the spectral radius of the Jacobian (attractor/saddle/marginal)")
     g.add_argument("--quiet", action="store_true", help="no progress bars")
