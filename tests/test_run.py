@@ -73,8 +73,10 @@ def test_rerun_with_other_settings_is_refused(tmp_path):
 
 def test_cli_killed_mid_run_resumes_to_the_same_result(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(TESTS)}
+    # At tol 1e-12 the seeds of this map converge in 3 steps, so on a fast machine every chunk was written
+    # before the interrupt; at 1e-30 every seed runs all 400 steps and SIGINT lands mid-run.
     args = [sys.executable, "-m", "latentfield.probe.cli", "probe", "py:models:random_conv_ae", "--seeds", "64",
-            "--max-steps", "3000", "--tol", "1e-12", "--chunk-size", "8", "--quiet"]
+            "--max-steps", "400", "--tol", "1e-30", "--chunk-size", "8", "--quiet"]
     subprocess.run(args + ["--out", str(tmp_path / "full")], env=env, check=True, capture_output=True)
     proc = subprocess.Popen(args + ["--out", str(tmp_path / "killed")], env=env, stderr=subprocess.PIPE, text=True)
     chunks = tmp_path / "killed" / "chunks"
@@ -87,6 +89,8 @@ def test_cli_killed_mid_run_resumes_to_the_same_result(tmp_path):
         pytest.skip("run finished before it could be interrupted")
     assert proc.returncode == 130 and "rerun the same command to resume" in err and "Traceback" not in err
     done = len(list(chunks.glob("*.safetensors")))
+    if done == 8:  # every chunk was written before the signal arrived (interrupted while summarising)
+        pytest.skip("all chunks finished before the interrupt")
     assert 2 <= done < 8
     subprocess.run(args + ["--out", str(tmp_path / "killed")], env=env, check=True, capture_output=True)
     a, b = load_result(tmp_path / "full"), load_result(tmp_path / "killed")
