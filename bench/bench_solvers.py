@@ -46,6 +46,9 @@ def main() -> None:
     p.add_argument("--solvers", default="plain,anderson,relax", help="comma-separated, e.g. relax to rerun one")
     p.add_argument("--json", default=None)
     args = p.parse_args()
+    fast = [s for s in args.solvers.split(",") if s != "plain"]
+    if args.solver_option and len(fast) > 1:  # Anderson's and relax's options differ
+        p.error(f"--solver-option applies to one accelerated solver; list one with --solvers (got {', '.join(fast)})")
     torch.set_num_threads(args.threads)
     shape = tuple(int(v) for v in args.image_shape.split(",")) if args.image_shape else None
     adapter = load_adapter(args.model, image_shape=shape)
