@@ -107,6 +107,10 @@ def load_adapter(spec: str | Adapter, *, image_shape: Sequence[int] | None = Non
     return adapter
 
 
+# A spec ending like a weights file is a path, never a registered name or a hub id.
+_WEIGHT_SUFFIXES = {".safetensors", ".pth", ".pt", ".bin", ".ckpt"}
+
+
 def _resolve(spec: str, **options: Any) -> Adapter:
     _load_builtins()
     if spec.startswith("py:"):
@@ -121,7 +125,10 @@ def _resolve(spec: str, **options: Any) -> Adapter:
                 return loader(path, **options)
         raise AdapterError(f"{spec}: no adapter family recognises this checkpoint; expected "
                            + accepted_forms())
-    if spec.count("/") == 1 and not spec.startswith((".", "/", "~")):
+    if spec.startswith((".", "/", "~")) or spec.count("/") > 1 or path.suffix in _WEIGHT_SUFFIXES:
+        raise AdapterError(f"{spec}: no such checkpoint file or folder (give a local checkpoint file or directory, "
+                           "or a Hugging Face id in the local cache)")
+    if spec.count("/") == 1:
         for resolver in _HUB:
             adapter = resolver(spec, **options)
             if adapter is not None:

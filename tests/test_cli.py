@@ -31,6 +31,12 @@ def test_unknown_model_names_the_accepted_forms(tmp_path):
     assert_one_line_error(res, "unknown model 'no-such-model'", "demo", "py:package.module:attr")
 
 
+@pytest.mark.parametrize("spec", ["./missing-run", "weights/nowhere/model", "model.safetensors"])
+def test_missing_checkpoint_path_says_so(tmp_path, spec):
+    res = cli("probe", spec, "--out", str(tmp_path / "o"))
+    assert_one_line_error(res, f"{spec}: no such checkpoint file or folder")
+
+
 @pytest.mark.parametrize("args,needle", [(["--seeds", "0"], "seeds must be positive"),
                                          (["--tol=-1e-6"], "tolerance must be positive"),
                                          (["--init", "lattice"], "unknown init")])
