@@ -12,18 +12,16 @@ from latentfield.probe.run import ProbeConfig, run_probe
 from latentfield.probe.seeds import make_seeds
 from latentfield.probe.solvers import RelaxationSolver
 
-from test_dynamics_solvers import SADDLE_CENTER, saddle_map, vector_map, verified
+from test_dynamics_solvers import SADDLE_CENTER, affine_map, saddle_map, vector_map, verified
 
 
 def slow_drift(d: int = 12, slow: float = 0.99):
-    """f(z) = a + A (z - a), A = Q diag(slow, 0.6 .. 0.9) Q^T: a slow drift along one direction, the
-    others contracting. Every stretch h <= 4 keeps the fast modes stable (|1 - h (1 - 0.6)| < 1)."""
+    """f(z) = A z + b, A = Q diag(slow, 0.6 .. 0.9) Q^T: a slow drift along one direction, the others
+    contracting. Every stretch h <= 4 keeps the fast modes stable (|1 - h (1 - 0.6)| < 1)."""
     g = torch.Generator().manual_seed(2)
     q, _ = torch.linalg.qr(torch.randn(d, d, generator=g, dtype=torch.float64))
     spec = torch.cat([torch.tensor([slow], dtype=torch.float64), torch.linspace(0.6, 0.9, d - 1, dtype=torch.float64)])
-    a_mat = (q @ torch.diag(spec) @ q.T).float()
-    a = torch.randn(d, generator=g).float()
-    return (lambda z: a + (z - a) @ a_mat.T), a
+    return affine_map(q, spec, torch.randn(d, generator=g, dtype=torch.float64))
 
 
 def test_relax_is_registered_and_stretches_a_slow_drift():

@@ -19,15 +19,20 @@ def vector_map(fn, dim: int) -> TorchAutoencoder:
                             name="analytic")
 
 
+def affine_map(basis: torch.Tensor, spectrum: torch.Tensor, b: torch.Tensor):
+    """f(z) = A z + b with A = basis diag(spectrum) basis^-1 (float64 in, float32 map); returns (f, z*)."""
+    a = basis @ torch.diag(spectrum) @ torch.linalg.inv(basis)
+    z_star = torch.linalg.solve(torch.eye(len(b), dtype=torch.float64) - a, b).float()
+    af, bf = a.float(), b.float()
+    return (lambda z: z @ af.T + bf), z_star
+
+
 def slow_contraction(d: int = 16, rho: float = 0.97):
     """f(z) = A z + b, A non-normal with spectrum in [-0.5, rho]: plain iteration crawls at rate rho."""
     g = torch.Generator().manual_seed(1)
     s = torch.eye(d, dtype=torch.float64) + 0.3 * torch.randn(d, d, generator=g, dtype=torch.float64)
-    a = s @ torch.diag(torch.linspace(-0.5, rho, d, dtype=torch.float64)) @ torch.linalg.inv(s)
-    b = torch.randn(d, generator=g, dtype=torch.float64)
-    z_star = torch.linalg.solve(torch.eye(d, dtype=torch.float64) - a, b).float()
-    af, bf = a.float(), b.float()
-    return (lambda z: z @ af.T + bf), z_star
+    return affine_map(s, torch.linspace(-0.5, rho, d, dtype=torch.float64),
+                      torch.randn(d, generator=g, dtype=torch.float64))
 
 
 def test_anderson_is_registered_and_needs_far_fewer_evaluations():
