@@ -11,8 +11,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file, safe_open, save_file
+from safetensors.torch import load_file, safe_open
 from torch import nn
+
+from latentfield.probe import io
 
 from .base import Adapter, AdapterError, check_options
 from .registry import register_adapter, register_path_loader
@@ -50,10 +52,9 @@ def save_demo_checkpoint(model: DemoAutoencoder, path: str | Path, record: dict[
     """Write weights + config (safetensors metadata) and, if given, a training record beside it."""
     path = Path(path)
     meta = {"family": FAMILY, "config": json.dumps(model.config)}
-    state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
-    save_file(state, str(path), metadata=meta)
+    io.write_tensors(path, model.state_dict(), metadata=meta)
     if record is not None:
-        path.with_suffix(".json").write_text(json.dumps(record, indent=1) + "\n")
+        io.write_text(path.with_suffix(".json"), json.dumps(record, indent=1) + "\n")
 
 
 def is_demo_checkpoint(path: Path) -> bool:

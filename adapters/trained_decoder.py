@@ -20,8 +20,10 @@ from typing import Any, Callable, Sequence
 import torch
 import torch.nn.functional as F
 from safetensors import safe_open
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 from torch import nn
+
+from latentfield.probe import io
 
 from ._family import FamilyAdapter
 from .base import AdapterError, check_options
@@ -151,7 +153,7 @@ def train_decoder(encoder: FrozenEncoder, images: torch.Tensor, out: str | Path,
             raise AdapterError(f"{out} holds decoder training with other settings, encoder or images; "
                                "choose another --out or delete it")
     else:
-        _write_atomic(run_file, (json.dumps(settings, indent=1) + "\n").encode())
+        io.write_text(run_file, json.dumps(settings, indent=1) + "\n")
     losses: list[float] = []
     start = 0
     done = sorted(ckpt_dir.glob("epoch_*.safetensors"))
@@ -182,21 +184,20 @@ def train_decoder(encoder: FrozenEncoder, images: torch.Tensor, out: str | Path,
         bar.set_postfix(mse=f"{losses[-1]:.4g}")
         tensors = {f"dec.{k}": v.detach().contiguous() for k, v in decoder.state_dict().items()}
         tensors.update(_optimizer_tensors(opt))
-        tmp = ckpt_dir / f".epoch_{epoch + 1:04d}.tmp"
-        save_file(tensors, str(tmp), metadata={"epoch": str(epoch + 1), "losses": json.dumps(losses)})
-        tmp.replace(ckpt_dir / f"epoch_{epoch + 1:04d}.safetensors")
+        io.write_tensors(ckpt_dir / f"epoch_{epoch + 1:04d}.safetensors", tensors,
+                         metadata={"epoch": str(epoch + 1), "losses": json.dumps(losses)})
         if on_epoch:
             on_epoch(epoch + 1, losses[-1])
     bar.close()
     decoder.eval()
-    save_file({k: v.detach().contiguous() for k, v in decoder.state_dict().items()}, str(out / "decoder.safetensors"))
+    io.write_tensors(out / "decoder.safetensors", decoder.state_dict())
     config = {"latentfield_family": FAMILY, "encoder": encoder.source,
               "encoder_relative": _relative_source(encoder.source, out),
               "encoder_fingerprint": encoder.weights_fingerprint, "decoder": decoder.config,
               "training": {"epochs": epochs, "batch_size": batch_size, "lr": lr, "seed": seed,
                            "n_images": len(images), "images": images_source, "mse": losses,
                            "wall_time_s_last_session": round(time.perf_counter() - t0, 2)}}
-    _write_atomic(out / "config.json", (json.dumps(config, indent=1) + "\n").encode())
+    io.write_text(out / "config.json", json.dumps(config, indent=1) + "\n")  # last: marks a finished adapter
     return out
 
 
@@ -219,13 +220,6 @@ def _locate_source(config: dict[str, Any], path: Path) -> dict[str, Any]:
         if rel and src.get(key) and not os.path.exists(src[key]) and (path / rel).exists():
             src[key] = str((path / rel).resolve())
     return src
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    # A reader never sees half a file (the config marks the directory as a finished adapter).
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(data)
-    tmp.replace(path)
 
 
 def _tensor_digest(x: torch.Tensor) -> str:

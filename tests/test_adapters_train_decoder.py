@@ -3,6 +3,8 @@ result loaded back through load_adapter as an ordinary adapter."""
 from __future__ import annotations
 
 import json
+import os
+import stat
 
 import pytest
 import torch
@@ -44,6 +46,10 @@ def test_cli_trains_and_result_is_an_adapter(timm_checkpoint, tmp_path, capsys):
     mse = cfg["training"]["mse"]
     assert len(mse) == 3 and mse[-1] < mse[0]  # it learns
     assert sorted(p.name for p in (out / "checkpoints").iterdir()) == [f"epoch_000{i}.safetensors" for i in (1, 2, 3)]
+    umask = os.umask(0)
+    os.umask(umask)
+    for p in [*out.iterdir(), *(out / "checkpoints").iterdir()]:  # whole files, with a plain open()'s mode
+        assert p.is_dir() or stat.S_IMODE(p.stat().st_mode) == 0o666 & ~umask, p
     a = load_adapter(str(out))
     assert a.image_shape == (3, 32, 32) and a.latent_shape == (32, 4, 4) and a.value_range == (0.0, 1.0)
     x = load_images("faces", (3, 32, 32), limit=4)
