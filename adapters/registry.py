@@ -17,6 +17,8 @@ from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+import torch
+
 from .base import Adapter, AdapterError, TorchAutoencoder, check_options
 
 Loader = Callable[..., Adapter]
@@ -103,8 +105,23 @@ def load_adapter(spec: str | Adapter, *, image_shape: Sequence[int] | None = Non
     if image_shape is not None and tuple(image_shape) != tuple(adapter.image_shape or ()):
         adapter.set_image_shape(image_shape)
     if device is not None:
-        adapter.to(device)
+        adapter.to(_check_device(device))
     return adapter
+
+
+def _check_device(device: str | torch.device) -> torch.device:
+    """``device`` as a torch.device that exists here; AdapterError in one line otherwise."""
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise AdapterError(f"unknown device {str(device)!r}: expected cpu, cuda, cuda:N or mps") from None
+    usable = {"cuda": torch.cuda.is_available, "mps": torch.backends.mps.is_available}.get(dev.type)
+    if usable is not None and not usable():
+        raise AdapterError(f"device {str(device)!r} is not available on this machine (torch finds no {dev.type.upper()} "
+                           "device); use --device cpu")
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise AdapterError(f"device {str(device)!r}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+    return dev
 
 
 # A spec ending like a weights file is a path, never a registered name or a hub id.

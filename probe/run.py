@@ -58,8 +58,10 @@ class ProbeConfig:
             raise UsageError(f"number of seeds must be positive, got {self.n_seeds}")
         if not self.tol > 0:
             raise UsageError(f"tolerance must be positive, got {self.tol}")
-        if self.max_steps <= 0 or self.batch_size <= 0 or self.chunk_size <= 0:
-            raise UsageError("max steps, batch size and chunk size must be positive")
+        for what, value in (("max steps", self.max_steps), ("batch size", self.batch_size),
+                            ("chunk size", self.chunk_size)):
+            if value <= 0:
+                raise UsageError(f"{what} must be positive, got {value}")
         if self.init not in INITS:
             raise UsageError(f"unknown init {self.init!r}: choose one of {', '.join(INITS)}")
         if self.solver not in SOLVERS:
@@ -68,8 +70,10 @@ class ProbeConfig:
             make_solver(self.solver, self.solver_options)
         except ValueError as e:
             raise UsageError(f"solver option: {e}") from None
-        if self.sigma <= 0 or self.record_every < 0:
-            raise UsageError("sigma must be positive and record_every non-negative")
+        if not self.sigma > 0:
+            raise UsageError(f"sigma must be positive, got {self.sigma}")
+        if self.record_every < 0:
+            raise UsageError(f"record_every must be >= 0, got {self.record_every}")
 
 
 @dataclass

@@ -44,6 +44,21 @@ def test_bad_numbers_are_refused(tmp_path, args, needle):
     assert_one_line_error(cli("probe", "py:models:random_conv_ae", "--out", str(tmp_path / "o"), *args), needle)
 
 
+@pytest.mark.parametrize("argv,needle", [
+    (["probe", "demo", "--sigma", "-1"], "sigma must be positive, got -1.0"),
+    (["probe", "demo", "--chunk-size", "0"], "chunk size must be positive, got 0"),
+    (["probe", "demo", "--device", "gpu0"], "unknown device 'gpu0': expected cpu, cuda"),
+    (["probe", "demo", "--device", "cuda:99"], "device 'cuda:99'"),  # no CUDA here, or not 100 GPUs
+    (["ood", "demo", "--in-dist", "digits", "--test", "noise", "--limit", "20", "--k", "0"], "must be >= 1, got 0"),
+])
+def test_bad_settings_are_one_line_in_process(tmp_path, capsys, argv, needle):
+    from latentfield.probe.cli import main
+    assert main([*argv, "--out", str(tmp_path / "o"), "--quiet"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("latentfield: error:") and needle in err[0], err
+    assert not (tmp_path / "o").exists()
+
+
 def test_unwritable_output_dir(tmp_path):
     blocker = tmp_path / "a-file"
     blocker.write_text("not a folder")

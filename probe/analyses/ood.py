@@ -76,6 +76,8 @@ def fit_in_distribution(adapter: Adapter, images: torch.Tensor, settings: Iterat
     s = settings or IterationSettings()
     if len(images) < 2:
         raise UsageError("in-distribution data needs at least 2 images")
+    if k < 1:
+        raise UsageError(f"k (the KNN baseline's neighbour rank) must be >= 1, got {k}")
     cfg = ProbeConfig(init="data", tol=s.tol, max_steps=s.max_steps, batch_size=s.batch_size,
                       cos_threshold=cos_threshold)
     result = run_probe(adapter, cfg, data=images, progress=progress)
