@@ -27,6 +27,8 @@ def load_images(source: str | Path, image_shape: Sequence[int] | None = None, li
     Arrays must be (N, C, H, W) or (N, H, W) with values in [0, 1]. With ``image_shape`` (C, H, W)
     images are resized (bilinear) and converted to that many channels.
     """
+    if limit is not None and limit < 1:
+        raise UsageError(f"limit must be >= 1 image, got {limit}")
     name = str(source)
     if name in BUILTINS or name.split(":")[0] in BUILTINS:
         x = _builtin(name, image_shape, limit)

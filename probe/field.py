@@ -13,6 +13,8 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
+from .errors import UsageError
+
 Map = Callable[[torch.Tensor], torch.Tensor]
 Box = tuple[float, float, float, float]  # (xmin, xmax, ymin, ymax) in latent units
 
@@ -122,6 +124,17 @@ def plot_projected(ax, paths: Sequence[np.ndarray], attractors: np.ndarray, kind
         _draw_points(ax, project(a, mean, axes), kinds)
     ax.set_xlabel("PC 1 of the attractors")
     ax.set_ylabel("PC 2 of the attractors")
+
+
+def check_figure_suffix(out: str | Path) -> None:
+    """UsageError unless matplotlib can write a figure in the format ``out``'s suffix names."""
+    from matplotlib.figure import Figure
+
+    formats = Figure().canvas.get_supported_filetypes()
+    suffix = Path(out).suffix.lower().lstrip(".")
+    if suffix not in formats:
+        what = f"a .{suffix} file" if suffix else "a file without a suffix"
+        raise UsageError(f"{out}: cannot write a figure as {what}; end the name in .png, .pdf or .svg")
 
 
 def save_figure(fig, out: str | Path) -> Path:

@@ -50,6 +50,9 @@ def test_bad_numbers_are_refused(tmp_path, args, needle):
     (["probe", "demo", "--device", "gpu0"], "unknown device 'gpu0': expected cpu, cuda"),
     (["probe", "demo", "--device", "cuda:99"], "device 'cuda:99'"),  # no CUDA here, or not 100 GPUs
     (["ood", "demo", "--in-dist", "digits", "--test", "noise", "--limit", "20", "--k", "0"], "must be >= 1, got 0"),
+    (["ood", "demo", "--in-dist", "digits", "--test", "noise", "--limit", "-1"], "limit must be >= 1 image, got -1"),
+    (["compare", "demo", "demo:memorize", "--threshold", "1.5"], "--threshold is a cosine, in [-1, 1]"),
+    (["dynamics", "demo", "--reference", "digits", "--n-data", "0"], "--n-data must be >= 1, got 0"),
 ])
 def test_bad_settings_are_one_line_in_process(tmp_path, capsys, argv, needle):
     from latentfield.probe.cli import main
@@ -104,3 +107,12 @@ def test_output_path_that_cannot_be_written_is_one_line(tmp_path, command):
 def test_embed_without_embed_space_is_refused():
     assert_one_line_error(cli("compare", "demo:memorize", "demo:generalize", "--space", "latent", "--embed", "demo"),
                           "--embed is only used with --space embed")
+
+
+@pytest.mark.parametrize("name,needle", [("fig.txt", "as a .txt file"), ("fig", "without a suffix")])
+def test_field_refuses_a_figure_name_it_cannot_write_before_probing(tmp_path, capsys, name, needle):
+    from latentfield.probe.cli import main
+    assert main(["field", "demo", "--out", str(tmp_path / name), "--quiet"]) == 2
+    err = capsys.readouterr()
+    assert needle in err.err and "Traceback" not in err.err
+    assert err.out == ""  # refused before the probe ran (it prints a summary line when it does)

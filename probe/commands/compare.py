@@ -42,6 +42,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     if len(args.models) < 2:
         raise UsageError("compare needs at least two models")
+    if not -1 <= args.threshold <= 1:
+        raise UsageError(f"--threshold is a cosine, in [-1, 1]; got {args.threshold}")
     space = args.space or ("embed" if args.embed else "pixels")
     if space == "embed" and not args.embed:
         raise UsageError("--space embed needs --embed SPEC (a reference encoder)")

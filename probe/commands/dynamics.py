@@ -7,6 +7,7 @@ from pathlib import Path
 from .. import io
 from ..analyses.dynamics import dynamics_figure, training_dynamics
 from ..data import load_images
+from ..errors import UsageError
 from ..report import write_figure
 from .common import add_probe_args, image_shape, model_from_args, probe_config
 
@@ -27,6 +28,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.n_data < 1:
+        raise UsageError(f"--n-data must be >= 1, got {args.n_data}")
     adapters = [model_from_args(args, spec=s) for s in args.checkpoints]
     reference = load_images(args.reference, adapters[0].image_shape)
     rows = training_dynamics(adapters, reference, probe_config(args), n_data=args.n_data, progress=not args.quiet,

@@ -9,7 +9,7 @@ import argparse
 
 from ..data import load_images
 from ..errors import UsageError
-from ..field import field_figure, save_figure, split_trajectories
+from ..field import check_figure_suffix, field_figure, save_figure, split_trajectories
 from ..run import run_probe
 from .common import add_model_args, add_probe_args, model_from_args, probe_config
 
@@ -42,6 +42,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     if args.trajectories < 0 or args.grid < 2:
         raise UsageError("--trajectories must be >= 0 and --grid >= 2")
+    check_figure_suffix(args.out)  # before the probe, not after it
     adapter = model_from_args(args)
     data = load_images(args.data, adapter.image_shape) if args.data else None
     # Every step of every seed, unless that would exceed ~20M recorded numbers (large latents).
