@@ -131,8 +131,9 @@ def train_decoder(encoder: FrozenEncoder, images: torch.Tensor, out: str | Path,
     from the last epoch checkpoint in ``out/checkpoints``; other settings are refused.
     """
     from tqdm.auto import tqdm
-    if epochs <= 0 or batch_size <= 0 or lr <= 0 or width <= 0:
-        raise AdapterError("epochs, batch size, learning rate and width must be positive")
+    for what, value in (("epochs", epochs), ("batch size", batch_size), ("learning rate", lr), ("width", width)):
+        if not value > 0:
+            raise AdapterError(f"{what} must be positive, got {value}")
     if images.ndim != 4 or len(images) == 0:
         raise AdapterError(f"expected images (N, C, H, W), got {tuple(images.shape)}")
     out = Path(out)

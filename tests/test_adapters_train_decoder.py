@@ -104,6 +104,15 @@ def test_changed_encoder_weights_are_detected(timm_checkpoint, tmp_path):
         load_adapter(str(tmp_path / "d"))
 
 
+@pytest.mark.parametrize("flag,value", [("--lr", "0"), ("--epochs", "-1"), ("--width", "0")])
+def test_bad_training_settings_name_the_value(timm_checkpoint, capsys, tmp_path, flag, value):
+    argv = ["train-decoder", f"timm:{TIMM}", "--checkpoint", str(timm_checkpoint), *_model_args(),
+            "--images", "faces", "--limit", "8", "--out", str(tmp_path / "o"), "--quiet", flag, value]
+    assert main(argv) == 2
+    what = {"--lr": "learning rate", "--epochs": "epochs", "--width": "width"}[flag]
+    assert f"{what} must be positive, got {value}" in capsys.readouterr().err.replace(".0", "")
+
+
 def test_timm_needs_a_checkpoint(capsys, tmp_path):
     assert main(["train-decoder", f"timm:{TIMM}", "--images", "faces", "--out", str(tmp_path / "o"), "--quiet"]) == 2
     assert "needs a weights file" in capsys.readouterr().err

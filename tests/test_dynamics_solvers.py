@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from latentfield.adapters import AdapterError, TorchAutoencoder, load_adapter
+from latentfield.adapters import TorchAutoencoder, load_adapter
 from latentfield.probe.engine import CONVERGED, SOLVERS, iterate
 from latentfield.probe.run import ProbeConfig, run_probe
 from latentfield.probe.seeds import make_seeds
@@ -123,10 +123,7 @@ def one_thread():
 
 
 def test_plain_and_anderson_agree_on_the_demo_verified_attractors(one_thread):
-    try:
-        adapter = load_adapter("demo:memorize")
-    except AdapterError as e:
-        pytest.skip(str(e))
+    adapter = load_adapter("demo:memorize")  # bundled with the package: missing is a failure, not a skip
     cfg = dict(n_seeds=12, tol=1e-6, max_steps=300)
     plain = run_probe(adapter, ProbeConfig(**cfg, verify=True), progress=False)
     fast = run_probe(adapter, ProbeConfig(**cfg, solver="anderson"), progress=False)
