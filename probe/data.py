@@ -66,13 +66,14 @@ def _from_array(path: Path) -> torch.Tensor:
             arr = np.load(path, allow_pickle=False)
         elif path.suffix == ".npz":
             with np.load(path, allow_pickle=False) as z:
-                arr = z[z.files[0]] if len(z.files) == 1 else z["images"]
+                arr = _one_array(path, {k: z[k] for k in z.files})
         elif path.suffix == ".safetensors":
             from safetensors.numpy import load_file
-            d = load_file(str(path))
-            arr = d["images"] if "images" in d else next(iter(d.values()))
+            arr = _one_array(path, load_file(str(path)))
         else:
             raise UsageError(f"{path}: unsupported file type (use a folder of images, .npy, .npz or .safetensors)")
+    except UsageError:
+        raise
     except (ValueError, KeyError, OSError) as e:
         raise UsageError(f"{path}: cannot read images ({e})") from None
     x = torch.as_tensor(np.asarray(arr, dtype=np.float32))
@@ -80,22 +81,44 @@ def _from_array(path: Path) -> torch.Tensor:
         x = x[:, None]
     if x.ndim != 4:
         raise UsageError(f"{path}: expected an array shaped (N, C, H, W) or (N, H, W), got {tuple(x.shape)}")
-    if x.numel() and (x.min() < 0 or x.max() > 1):
-        raise UsageError(f"{path}: values must lie in [0, 1] (found {x.min():.3g} to {x.max():.3g})")
+    if not len(x):
+        raise UsageError(f"{path}: the array holds no images (shape {tuple(x.shape)})")
+    if not torch.isfinite(x).all():
+        raise UsageError(f"{path}: {int((~torch.isfinite(x)).sum())} values are NaN or infinite")
+    if x.min() < 0 or x.max() > 1:
+        hint = "; divide 8-bit images by 255" if arr.dtype == np.uint8 else ""
+        raise UsageError(f"{path}: values must lie in [0, 1] (found {x.min():.3g} to {x.max():.3g}){hint}")
     return x
 
 
+def _one_array(path: Path, arrays: dict[str, np.ndarray]) -> np.ndarray:
+    """The only array of an archive, or the one named ``images``."""
+    if len(arrays) == 1:
+        return next(iter(arrays.values()))
+    if "images" in arrays:
+        return arrays["images"]
+    raise UsageError(f"{path}: holds {len(arrays)} arrays ({', '.join(sorted(arrays)[:5])}); "
+                     "name the images 'images' or keep one array")
+
+
 def _from_folder(path: Path, limit: int | None) -> torch.Tensor:
-    from PIL import Image
+    from PIL import Image, UnidentifiedImageError
     files = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
     if not files:
         raise UsageError(f"{path}: folder holds no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
     files = files[:limit] if limit else files
     imgs = []
     for p in files:
-        with Image.open(p) as im:
-            im = im.convert("L" if im.mode in ("L", "LA", "I", "I;16", "1") else "RGB")
-            imgs.append(torch.from_numpy(np.asarray(im, dtype=np.float32) / 255.0))
+        try:
+            with Image.open(p) as im:
+                im = im.convert("L" if im.mode in ("L", "LA", "I", "I;16", "1") else "RGB")
+                imgs.append(torch.from_numpy(np.asarray(im, dtype=np.float32) / 255.0))
+        except UnidentifiedImageError:
+            raise UsageError(f"{p}: not a readable image (PIL cannot identify it)") from None
+        except OSError as e:  # a truncated or unreadable file
+            raise UsageError(f"{p}: not a readable image ({e.strerror or e})") from None
+    if len({t.ndim for t in imgs}) > 1:  # grey and colour mixed: make every image RGB
+        imgs = [t[..., None].expand(*t.shape, 3) if t.ndim == 2 else t for t in imgs]
     shapes = {t.shape for t in imgs}
     if len(shapes) > 1:  # mixed sizes: bring all to the first image's size
         h, w = imgs[0].shape[:2]
