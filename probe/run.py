@@ -7,6 +7,7 @@ ends with exactly the result of an uninterrupted run. The finished directory hol
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import platform
 import time
@@ -161,7 +162,7 @@ def run_probe(adapter: Adapter, config: ProbeConfig | None = None, out: str | Pa
     out = Path(out) if out is not None else None
     info = adapter_info(adapter)
     if out is not None:
-        _prepare_dir(out, config, info)
+        _prepare_dir(out, config, info, _digest(data) if config.init == "data" else None)
     chunks = [range(s, min(s + config.chunk_size, config.n_seeds)) for s in range(0, config.n_seeds, config.chunk_size)]
     bar = tqdm(total=config.n_seeds, desc=f"probe {adapter.name}", unit="seed", disable=not progress, leave=False)
     parts: list[dict[str, Any]] = []
@@ -207,7 +208,11 @@ def _initial_points(adapter: Adapter, config: ProbeConfig, seeds: np.ndarray, da
                       config.high)
 
 
-def _prepare_dir(out: Path, config: ProbeConfig, info: dict[str, Any]) -> None:
+def _digest(x: torch.Tensor) -> str:
+    return hashlib.sha256(x.detach().cpu().float().contiguous().numpy().tobytes()).hexdigest()
+
+
+def _prepare_dir(out: Path, config: ProbeConfig, info: dict[str, Any], data_sha: str | None = None) -> None:
     try:
         out.mkdir(parents=True, exist_ok=True)
         probe_file = out / ".write-test"
@@ -217,10 +222,12 @@ def _prepare_dir(out: Path, config: ProbeConfig, info: dict[str, Any]) -> None:
         raise UsageError(f"cannot write to {out}: {e.strerror or e}") from None
     key = {"config": {k: v for k, v in asdict(config).items() if k not in _RESULT_NEUTRAL},
            "fingerprint": info["fingerprint"]}
+    if data_sha is not None:  # seeds from data: other images of the same count are another run
+        key["data_sha256"] = data_sha
     run_file = out / "run.json"
     if run_file.exists():
         if json.loads(run_file.read_text()) != json.loads(json.dumps(key)):
-            raise UsageError(f"{out} holds a probe with other settings or another model; "
+            raise UsageError(f"{out} holds a probe with other settings, another model or other data; "
                              "choose another --out or delete it")
     else:
         io.write_json(run_file, key)

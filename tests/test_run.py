@@ -71,6 +71,17 @@ def test_rerun_with_other_settings_is_refused(tmp_path):
         run_probe(adapter, ProbeConfig(n_seeds=5, max_steps=60), out=tmp_path, progress=False)
 
 
+def test_rerun_with_other_data_of_the_same_count_is_refused(tmp_path):
+    adapter = random_conv_ae()
+    a, b = torch.rand(6, *adapter.image_shape, generator=torch.Generator().manual_seed(1)).split(3)
+    cfg = dict(init="data", max_steps=20, tol=1e-6)
+    first = run_probe(adapter, ProbeConfig(**cfg), out=tmp_path / "run", data=a, progress=False)
+    with pytest.raises(ValueError, match="other data"):  # was silently answered with a's chunks
+        run_probe(adapter, ProbeConfig(**cfg), out=tmp_path / "run", data=b, progress=False)
+    again = run_probe(adapter, ProbeConfig(**cfg), out=tmp_path / "run", data=a.clone(), progress=False)
+    assert torch.equal(first.end_points, again.end_points)
+
+
 def test_cli_killed_mid_run_resumes_to_the_same_result(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(TESTS)}
     # At tol 1e-12 the seeds of this map converge in 3 steps, so on a fast machine every chunk was written
