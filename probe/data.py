@@ -5,6 +5,7 @@ their own range with ``adapter.from_unit``.
 """
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 from typing import Sequence
 
@@ -17,6 +18,11 @@ from .errors import UsageError
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
 DIGITS_SIZE = 32
 DIGITS_N_TRAIN = 1500  # fixed split of scikit-learn's 1797 digits: first 1500 train, the rest test
+
+
+def images_sha256(x: torch.Tensor) -> str:
+    """SHA-256 of a tensor's float32 values: identifies a set of images (or seeds) for resuming."""
+    return hashlib.sha256(x.detach().cpu().float().contiguous().numpy().tobytes()).hexdigest()
 
 
 def load_images(source: str | Path, image_shape: Sequence[int] | None = None, limit: int | None = None) -> torch.Tensor:

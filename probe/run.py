@@ -7,7 +7,6 @@ ends with exactly the result of an uninterrupted run. The finished directory hol
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import platform
 import time
@@ -24,6 +23,7 @@ from latentfield.adapters import Adapter
 
 from . import io
 from .attractors import basin_sizes, deduplicate, step_stats
+from .data import images_sha256
 from .engine import CONVERGED, DIVERGED, MAX_STEPS, SOLVERS, STATUS_NAMES, iterate, make_solver
 from .errors import UsageError
 from .seeds import INITS, make_seeds
@@ -162,7 +162,7 @@ def run_probe(adapter: Adapter, config: ProbeConfig | None = None, out: str | Pa
     out = Path(out) if out is not None else None
     info = adapter_info(adapter)
     if out is not None:
-        _prepare_dir(out, config, info, _digest(data) if config.init == "data" else None)
+        _prepare_dir(out, config, info, images_sha256(data) if config.init == "data" else None)
     chunks = [range(s, min(s + config.chunk_size, config.n_seeds)) for s in range(0, config.n_seeds, config.chunk_size)]
     bar = tqdm(total=config.n_seeds, desc=f"probe {adapter.name}", unit="seed", disable=not progress, leave=False)
     parts: list[dict[str, Any]] = []
@@ -206,10 +206,6 @@ def _initial_points(adapter: Adapter, config: ProbeConfig, seeds: np.ndarray, da
         return adapter.encode(adapter.from_unit(data[torch.from_numpy(seeds)])).float().cpu()
     return make_seeds(config.init, seeds.tolist(), adapter.latent_shape, config.seed, config.sigma, config.low,
                       config.high)
-
-
-def _digest(x: torch.Tensor) -> str:
-    return hashlib.sha256(x.detach().cpu().float().contiguous().numpy().tobytes()).hexdigest()
 
 
 def _prepare_dir(out: Path, config: ProbeConfig, info: dict[str, Any], data_sha: str | None = None) -> None:

@@ -109,7 +109,7 @@ def ood_section(ctx: "AuditContext", report: "Report") -> None:
         fit, test = split_heldout(ctx.train)
     fit, test = _subset(fit, AUDIT_MAX_IMAGES), _subset(test, AUDIT_MAX_IMAGES)
     tests = {name: _subset(x, AUDIT_MAX_IMAGES) for name, x in tests.items()}
-    res = ood_benchmark(ctx.adapter, fit, test, tests, settings, progress=ctx.progress)
+    res = ood_benchmark(ctx.adapter, fit, test, tests, settings, progress=ctx.progress, cache=ctx.out / "ood" / "cache")
     export_scores(res, ctx.out / "ood")
     body = metrics_table(res)
     body += (f"<p class='muted'>In-distribution: {len(fit)} images iterated to {res.info['n_in_attractors']} "

@@ -78,3 +78,32 @@ def test_large_latents_use_a_pca_subspace_for_mahalanobis():
     m = res.metrics["uniform"]
     assert m["mahalanobis"]["auroc"] > 0.95 and m["knn"]["auroc"] > 0.95
     assert m["trajectory"]["auroc"] > 0.95  # one attractor, linear contraction: distance to it is the signal
+
+
+def test_cache_resumes_and_recomputes_only_what_changed(tmp_path, monkeypatch):
+    import latentfield.probe.analyses.ood as ood
+    model = load_adapter("demo:generalize")
+    x, _ = digits("all")
+    noise = load_images("noise", model.image_shape)[:20]
+    settings = IterationSettings(tol=1e-6, max_steps=200)
+    first = ood_benchmark(model, x[:40], x[40:60], {"noise": noise}, settings, cache=tmp_path)
+    assert sorted(p.name for p in (tmp_path / "scores").iterdir()) == ["in-distribution.npz", "noise.npz"]
+
+    calls = []
+    real = ood.score_images
+    monkeypatch.setattr(ood, "score_images",
+                        lambda a, imgs, *r, **kw: calls.append(len(imgs)) or real(a, imgs, *r, **kw))
+    again = ood_benchmark(model, x[:40], x[40:60], {"noise": noise}, settings, cache=tmp_path)
+    assert calls == []  # every set read back
+    for name in first.scores:
+        for m, v in first.scores[name].items():
+            np.testing.assert_array_equal(again.scores[name][m], v)
+    assert again.metrics == first.metrics
+
+    changed = ood_benchmark(model, x[:40], x[40:60], {"noise": noise[:10]}, settings, cache=tmp_path)
+    assert calls == [10]  # only the set whose images changed
+    assert len(changed.scores["noise"]["trajectory"]) == 10
+    # Other settings: a new fit and new scores, not a refusal by the old run directory.
+    ood_benchmark(model, x[:40], x[40:60], {"noise": noise[:10]}, IterationSettings(tol=1e-5, max_steps=200),
+                  cache=tmp_path)
+    assert calls == [10, 20, 10] and len(list(tmp_path.glob("fit-*"))) == 2

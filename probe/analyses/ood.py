@@ -16,7 +16,11 @@ of D(E(x)) against x, in [0, 1] pixels).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import hashlib
+import json
+import re
+from dataclasses import asdict, dataclass, field
+from io import BytesIO
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
@@ -28,6 +32,7 @@ from latentfield.adapters import Adapter
 
 from .. import io
 from ..engine import CONVERGED, iterate
+from ..data import images_sha256
 from ..errors import UsageError
 from ..index import AttractorIndex
 from ..latents import encode_unit
@@ -71,8 +76,10 @@ class InDistribution:
 
 
 def fit_in_distribution(adapter: Adapter, images: torch.Tensor, settings: IterationSettings | None = None,
-                        k: int = 10, cos_threshold: float = 0.99, progress: bool = False) -> InDistribution:
-    """Iterate in-distribution ``images`` (N, C, H, W) in [0, 1] to attractors and fit the baselines."""
+                        k: int = 10, cos_threshold: float = 0.99, progress: bool = False,
+                        out: str | Path | None = None) -> InDistribution:
+    """Iterate in-distribution ``images`` (N, C, H, W) in [0, 1] to attractors and fit the baselines.
+    With ``out``, the iteration is a resumable probe run directory (see ``run_probe``)."""
     s = settings or IterationSettings()
     if len(images) < 2:
         raise UsageError("in-distribution data needs at least 2 images")
@@ -80,7 +87,7 @@ def fit_in_distribution(adapter: Adapter, images: torch.Tensor, settings: Iterat
         raise UsageError(f"k (the KNN baseline's neighbour rank) must be >= 1, got {k}")
     cfg = ProbeConfig(init="data", tol=s.tol, max_steps=s.max_steps, batch_size=s.batch_size,
                       cos_threshold=cos_threshold)
-    result = run_probe(adapter, cfg, data=images, progress=progress)
+    result = run_probe(adapter, cfg, out=out, data=images, progress=progress)
     if len(result.attractors) == 0:
         raise UsageError(f"no in-distribution trajectory converged within {s.max_steps} steps "
                          f"(tolerance {s.tol:g}); raise --max-steps or --tol")
@@ -183,23 +190,59 @@ IN_TEST = "in-distribution"
 
 
 def ood_benchmark(adapter: Adapter, in_train: torch.Tensor, in_test: torch.Tensor, tests: dict[str, torch.Tensor],
-                  settings: IterationSettings | None = None, k: int = 10, progress: bool = False) -> OODResult:
+                  settings: IterationSettings | None = None, k: int = 10, progress: bool = False,
+                  cache: str | Path | None = None) -> OODResult:
     """Fit on ``in_train``, score ``in_test`` and every OOD set in ``tests`` (name -> images (N, C, H, W)
-    in [0, 1]), and compute AUROC / FPR95 / AUPR-in / AUPR-out of each method for each test set."""
+    in [0, 1]), and compute AUROC / FPR95 / AUPR-in / AUPR-out of each method for each test set.
+
+    With ``cache`` (a directory), the fit is a resumable probe run in ``cache/fit-<hash>`` and each set's
+    scores are kept in ``cache/scores``, so an interrupted benchmark rerun with the same inputs
+    continues where it stopped; entries made for other inputs or settings are recomputed.
+    """
     if not tests:
         raise UsageError("give at least one out-of-distribution test set")
     if IN_TEST in tests:
         raise UsageError(f"test set name {IN_TEST!r} is reserved")
-    ind = fit_in_distribution(adapter, in_train, settings, k=k, progress=progress)
-    scores = {IN_TEST: score_images(adapter, in_test, ind, settings, progress, IN_TEST)}
+    s = settings or IterationSettings()
+    cache = Path(cache) if cache is not None else None
+    base = {"fingerprint": adapter.fingerprint, "settings": asdict(s), "k": k, "fit": images_sha256(in_train)}
+    # One fit directory per inputs: other settings start a new probe run instead of being refused by the old one.
+    fit_key = hashlib.sha256(json.dumps(base, sort_keys=True).encode()).hexdigest()[:16]
+    fit_dir = cache / f"fit-{fit_key}" if cache else None
+    ind = fit_in_distribution(adapter, in_train, s, k=k, progress=progress, out=fit_dir)
+
+    def scored(name: str, x: torch.Tensor) -> dict[str, np.ndarray]:
+        key = json.dumps({**base, "images": images_sha256(x)}, sort_keys=True)
+        path = cache / "scores" / f"{re.sub(r'[^A-Za-z0-9_.-]', '_', name)}.npz" if cache else None
+        return _cached(path, key, lambda: score_images(adapter, x, ind, s, progress, name))
+
+    scores = {IN_TEST: scored(IN_TEST, in_test)}
     for name, x in tests.items():
-        scores[name] = score_images(adapter, x, ind, settings, progress, name)
+        scores[name] = scored(name, x)
     metrics = {name: {m: ood_metrics(scores[IN_TEST][m], scores[name][m]) for m in METHODS} for name in tests}
     info = {"n_in_train": len(in_train), "n_in_test": len(in_test), "n_in_attractors": len(ind.attractors),
             "in_train_converged": ind.n_converged, "knn_k": ind.k,
             "n_test": {name: len(x) for name, x in tests.items()},
             "converged_fraction": {name: float(np.mean(sc["converged"])) for name, sc in scores.items()}}
     return OODResult(scores, metrics, info)
+
+
+def _cached(path: Path | None, key: str, compute: Callable[[], dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    """``compute()``, or what an earlier call with the same ``key`` saved at ``path``."""
+    if path is not None and path.exists():
+        with np.load(path, allow_pickle=False) as z:
+            if "key" in z.files and str(z["key"]) == key:
+                return {name: z[name] for name in z.files if name != "key"}
+    scores = compute()
+    if path is not None:
+        io.write_bytes(path, _npz_bytes({**scores, "key": np.array(key)}))
+    return scores
+
+
+def _npz_bytes(arrays: dict[str, np.ndarray]) -> bytes:
+    buf = BytesIO()
+    np.savez(buf, **arrays)
+    return buf.getvalue()
 
 
 def split_heldout(images: torch.Tensor, fraction: float = 0.2, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -221,10 +264,7 @@ def export_scores(result: OODResult, out: str | Path) -> tuple[Path, Path]:
         for m, v in sc.items():
             arrays[f"{name}/{m}"] = np.asarray(v)
     io.write_text(out / "scores.csv", "\n".join(lines) + "\n")
-    import io as _io
-    buf = _io.BytesIO()
-    np.savez(buf, **arrays)
-    io.write_bytes(out / "scores.npz", buf.getvalue())
+    io.write_bytes(out / "scores.npz", _npz_bytes(arrays))
     return out / "scores.csv", out / "scores.npz"
 
 

@@ -26,7 +26,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--tol", type=float, default=1e-6, help="stop when the squared step < tol (default 1e-6)")
     p.add_argument("--max-steps", type=int, default=3000, help="step limit per trajectory (default 3000)")
     p.add_argument("--batch-size", type=int, default=256, help="trajectories iterated together (default 256)")
-    p.add_argument("--out", default=None, help="directory for ood.json, scores.csv and scores.npz")
+    p.add_argument("--out", default=None, help="directory for ood.json, scores.csv and scores.npz (and a cache: "
+                   "an interrupted run resumes when rerun)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=run)
 
@@ -45,7 +46,8 @@ def run(args: argparse.Namespace) -> int:
             raise UsageError(f"two test sets are named {name!r}")
         tests[name] = load_images(src, shape, limit=args.limit or (256 if str(src).startswith("noise") else None))
     settings = IterationSettings(args.tol, args.max_steps, args.batch_size)
-    res = ood_benchmark(adapter, fit, test, tests, settings, k=args.k, progress=not args.quiet)
+    res = ood_benchmark(adapter, fit, test, tests, settings, k=args.k, progress=not args.quiet,
+                        cache=Path(args.out) / "cache" if args.out else None)
     data = res.to_json()
     print(f"{adapter.name}: {data['n_in_train']} in-distribution images -> {data['n_in_attractors']} attractors; "
           f"{data['n_in_test']} held-out in-distribution images")
