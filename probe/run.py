@@ -7,10 +7,12 @@ ends with exactly the result of an uninterrupted run. The finished directory hol
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import platform
+import re
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -162,7 +164,7 @@ def run_probe(adapter: Adapter, config: ProbeConfig | None = None, out: str | Pa
     out = Path(out) if out is not None else None
     info = adapter_info(adapter)
     if out is not None:
-        _prepare_dir(out, config, info, images_sha256(data) if config.init == "data" else None)
+        _prepare_dir(out, _resume_key(config, info["fingerprint"], data))
     chunks = [range(s, min(s + config.chunk_size, config.n_seeds)) for s in range(0, config.n_seeds, config.chunk_size)]
     bar = tqdm(total=config.n_seeds, desc=f"probe {adapter.name}", unit="seed", disable=not progress, leave=False)
     parts: list[dict[str, Any]] = []
@@ -208,7 +210,24 @@ def _initial_points(adapter: Adapter, config: ProbeConfig, seeds: np.ndarray, da
                       config.high)
 
 
-def _prepare_dir(out: Path, config: ProbeConfig, info: dict[str, Any], data_sha: str | None = None) -> None:
+def cache_dir(root: str | Path, adapter: Adapter, config: ProbeConfig, data: torch.Tensor | None = None) -> Path:
+    """A run directory under ``root`` named by everything that decides the probe's result, for commands
+    that probe several models or sets: a rerun finds and resumes its own runs, other inputs get new ones."""
+    if config.init == "data" and data is not None:
+        config = replace(config, n_seeds=len(data))  # as run_probe will set it
+    key = json.dumps(_resume_key(config, adapter.fingerprint, data), sort_keys=True)
+    name = re.sub(r"[^A-Za-z0-9_.-]+", "_", adapter.name)[-40:]
+    return Path(root) / f"{name}-{hashlib.sha256(key.encode()).hexdigest()[:16]}"
+
+
+def _resume_key(config: ProbeConfig, fingerprint: str, data: torch.Tensor | None) -> dict[str, Any]:
+    key = {"config": {k: v for k, v in asdict(config).items() if k not in _RESULT_NEUTRAL}, "fingerprint": fingerprint}
+    if config.init == "data" and data is not None:  # seeds from data: other images of the same count are another run
+        key["data_sha256"] = images_sha256(data)
+    return key
+
+
+def _prepare_dir(out: Path, key: dict[str, Any]) -> None:
     try:
         out.mkdir(parents=True, exist_ok=True)
         probe_file = out / ".write-test"
@@ -216,10 +235,6 @@ def _prepare_dir(out: Path, config: ProbeConfig, info: dict[str, Any], data_sha:
         probe_file.unlink()
     except OSError as e:
         raise UsageError(f"cannot write to {out}: {e.strerror or e}") from None
-    key = {"config": {k: v for k, v in asdict(config).items() if k not in _RESULT_NEUTRAL},
-           "fingerprint": info["fingerprint"]}
-    if data_sha is not None:  # seeds from data: other images of the same count are another run
-        key["data_sha256"] = data_sha
     run_file = out / "run.json"
     if run_file.exists():
         if json.loads(run_file.read_text()) != json.loads(json.dumps(key)):
@@ -327,5 +342,5 @@ def load_trajectories(out: str | Path) -> dict[str, torch.Tensor]:
     return {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
 
 
-__all__ = ["ProbeConfig", "ProbeResult", "run_probe", "save_result", "load_result", "load_trajectories",
+__all__ = ["ProbeConfig", "ProbeResult", "run_probe", "cache_dir", "save_result", "load_result", "load_trajectories",
            "CONVERGED", "MAX_STEPS", "DIVERGED", "STATUS_NAMES"]

@@ -62,21 +62,28 @@ def test_ood_command(checkpoints, tmp_path, capsys):
     assert capsys.readouterr().err.count("\n") == 1
 
 
-def test_compare_and_dynamics(checkpoints, tmp_path):
+def test_compare_and_dynamics(checkpoints, tmp_path, monkeypatch):
     out = tmp_path / "cmp"
     specs = [str(p) for p in checkpoints[1:]]
-    assert main(["compare", *specs, "--seeds", "24", "--null", "both", "--out", str(out), *FAST]) == 0
+    compare = ["compare", *specs, "--seeds", "24", "--null", "both", "--out", str(out), *FAST]
+    assert main(compare) == 0
     data = json.loads((out / "compare.json").read_text())
     ch = np.array(data["chamfer"])
     assert ch.shape == (2, 2) and np.allclose(np.diag(ch), 1) and np.allclose(ch, ch.T)
     assert "chamfer_mean" in data["pairs"][0]["null_permute"] and len(data["null_random_init"]) == 2
     assert (out / "heatmap.png").exists()
-    out = tmp_path / "dyn"
-    assert main(["dynamics", *map(str, checkpoints), "--reference", "digits:train", "--n-data", "24",
-                 "--seeds", "24", "--out", str(out), *FAST]) == 0
-    rows = json.loads((out / "dynamics.json").read_text())["rows"]
+    dyn = tmp_path / "dyn"
+    dynamics = ["dynamics", *map(str, checkpoints), "--reference", "digits:train", "--n-data", "24",
+                "--seeds", "24", "--out", str(dyn), *FAST]
+    assert main(dynamics) == 0
+    rows = json.loads((dyn / "dynamics.json").read_text())["rows"]
     assert len(rows) == 3 and all(r["n_attractors"] >= 0 for r in rows)
-    assert (out / "dynamics.png").exists()
+    assert (dyn / "dynamics.png").exists()
+    # Rerun: every probe is read back from OUT/cache (none is iterated again), same numbers.
+    import latentfield.probe.run as run_mod
+    monkeypatch.setattr(run_mod, "_run_chunk", lambda *a, **k: pytest.fail("a finished probe ran again"))
+    assert main(compare) == 0 and json.loads((out / "compare.json").read_text())["chamfer"] == data["chamfer"]
+    assert main(dynamics) == 0 and json.loads((dyn / "dynamics.json").read_text())["rows"] == rows
 
 
 def test_audit_sections(checkpoints, tmp_path):

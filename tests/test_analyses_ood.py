@@ -106,4 +106,4 @@ def test_cache_resumes_and_recomputes_only_what_changed(tmp_path, monkeypatch):
     # Other settings: a new fit and new scores, not a refusal by the old run directory.
     ood_benchmark(model, x[:40], x[40:60], {"noise": noise[:10]}, IterationSettings(tol=1e-5, max_steps=200),
                   cache=tmp_path)
-    assert calls == [10, 20, 10] and len(list(tmp_path.glob("fit-*"))) == 2
+    assert calls == [10, 20, 10] and len(list((tmp_path / "fit").iterdir())) == 2

@@ -7,6 +7,7 @@ differ; a memorizing model pulls both onto copies of training images.
 """
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -15,19 +16,25 @@ import torch
 from latentfield.adapters import Adapter
 
 from ..latents import decode_unit
-from ..run import ProbeConfig, run_probe
+from ..run import ProbeConfig, cache_dir, run_probe
 from .compare import chamfer_similarity
 from .memorization import memorization_coefficient
 
 
 def checkpoint_stats(adapter: Adapter, reference: torch.Tensor, config: ProbeConfig,
-                     n_data: int = 256, progress: bool = False) -> dict[str, Any]:
+                     n_data: int = 256, progress: bool = False, cache: str | Path | None = None) -> dict[str, Any]:
     """Statistics of one checkpoint. ``reference`` (M, C, H, W) in [0, 1]: the training images (the
-    first ``n_data`` also seed the data-started probe). ``config``: the noise probe."""
-    noise = run_probe(adapter, config, progress=progress)
+    first ``n_data`` also seed the data-started probe). ``config``: the noise probe. With ``cache``,
+    both probes are resumable run directories below it (``cache_dir``)."""
+    seeds = reference[:n_data]
     data_cfg = ProbeConfig(init="data", tol=config.tol, max_steps=config.max_steps, batch_size=config.batch_size,
                            cos_threshold=config.cos_threshold)
-    data = run_probe(adapter, data_cfg, data=reference[:n_data], progress=progress)
+
+    def where(cfg: ProbeConfig, x: torch.Tensor | None = None) -> Path | None:
+        return cache_dir(cache, adapter, cfg, x) if cache is not None else None
+
+    noise = run_probe(adapter, config, out=where(config), progress=progress)
+    data = run_probe(adapter, data_cfg, out=where(data_cfg, seeds), data=seeds, progress=progress)
     mem = memorization_coefficient(decode_unit(adapter, noise.attractors), reference)
     both = len(noise.attractors) and len(data.attractors)
     return {"name": adapter.name, "n_attractors": len(noise.attractors), "n_data_attractors": len(data.attractors),
@@ -38,12 +45,13 @@ def checkpoint_stats(adapter: Adapter, reference: torch.Tensor, config: ProbeCon
 
 def training_dynamics(adapters: Sequence[Adapter], reference: torch.Tensor, config: ProbeConfig | None = None,
                       n_data: int = 256, progress: bool = False,
-                      on_checkpoint: Callable[[int, dict[str, Any]], None] | None = None) -> list[dict[str, Any]]:
+                      on_checkpoint: Callable[[int, dict[str, Any]], None] | None = None,
+                      cache: str | Path | None = None) -> list[dict[str, Any]]:
     """:func:`checkpoint_stats` for each checkpoint, in the given (training) order."""
     config = config or ProbeConfig()
     rows = []
     for i, a in enumerate(adapters):
-        rows.append(checkpoint_stats(a, reference, config, n_data, progress))
+        rows.append(checkpoint_stats(a, reference, config, n_data, progress, cache))
         if on_checkpoint:
             on_checkpoint(i, rows[-1])
     return rows

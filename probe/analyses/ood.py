@@ -16,7 +16,6 @@ of D(E(x)) against x, in [0, 1] pixels).
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 from dataclasses import asdict, dataclass, field
@@ -36,7 +35,7 @@ from ..data import images_sha256
 from ..errors import UsageError
 from ..index import AttractorIndex
 from ..latents import encode_unit
-from ..run import ProbeConfig, run_probe
+from ..run import ProbeConfig, cache_dir, run_probe
 from .metrics import ood_metrics
 
 if TYPE_CHECKING:
@@ -77,9 +76,9 @@ class InDistribution:
 
 def fit_in_distribution(adapter: Adapter, images: torch.Tensor, settings: IterationSettings | None = None,
                         k: int = 10, cos_threshold: float = 0.99, progress: bool = False,
-                        out: str | Path | None = None) -> InDistribution:
+                        cache: str | Path | None = None) -> InDistribution:
     """Iterate in-distribution ``images`` (N, C, H, W) in [0, 1] to attractors and fit the baselines.
-    With ``out``, the iteration is a resumable probe run directory (see ``run_probe``)."""
+    With ``cache``, the iteration is a resumable probe run in a directory below it (``cache_dir``)."""
     s = settings or IterationSettings()
     if len(images) < 2:
         raise UsageError("in-distribution data needs at least 2 images")
@@ -87,6 +86,7 @@ def fit_in_distribution(adapter: Adapter, images: torch.Tensor, settings: Iterat
         raise UsageError(f"k (the KNN baseline's neighbour rank) must be >= 1, got {k}")
     cfg = ProbeConfig(init="data", tol=s.tol, max_steps=s.max_steps, batch_size=s.batch_size,
                       cos_threshold=cos_threshold)
+    out = cache_dir(cache, adapter, cfg, images) if cache is not None else None
     result = run_probe(adapter, cfg, out=out, data=images, progress=progress)
     if len(result.attractors) == 0:
         raise UsageError(f"no in-distribution trajectory converged within {s.max_steps} steps "
@@ -195,7 +195,7 @@ def ood_benchmark(adapter: Adapter, in_train: torch.Tensor, in_test: torch.Tenso
     """Fit on ``in_train``, score ``in_test`` and every OOD set in ``tests`` (name -> images (N, C, H, W)
     in [0, 1]), and compute AUROC / FPR95 / AUPR-in / AUPR-out of each method for each test set.
 
-    With ``cache`` (a directory), the fit is a resumable probe run in ``cache/fit-<hash>`` and each set's
+    With ``cache`` (a directory), the fit is a resumable probe run below ``cache/fit`` and each set's
     scores are kept in ``cache/scores``, so an interrupted benchmark rerun with the same inputs
     continues where it stopped; entries made for other inputs or settings are recomputed.
     """
@@ -205,11 +205,8 @@ def ood_benchmark(adapter: Adapter, in_train: torch.Tensor, in_test: torch.Tenso
         raise UsageError(f"test set name {IN_TEST!r} is reserved")
     s = settings or IterationSettings()
     cache = Path(cache) if cache is not None else None
+    ind = fit_in_distribution(adapter, in_train, s, k=k, progress=progress, cache=cache / "fit" if cache else None)
     base = {"fingerprint": adapter.fingerprint, "settings": asdict(s), "k": k, "fit": images_sha256(in_train)}
-    # One fit directory per inputs: other settings start a new probe run instead of being refused by the old one.
-    fit_key = hashlib.sha256(json.dumps(base, sort_keys=True).encode()).hexdigest()[:16]
-    fit_dir = cache / f"fit-{fit_key}" if cache else None
-    ind = fit_in_distribution(adapter, in_train, s, k=k, progress=progress, out=fit_dir)
 
     def scored(name: str, x: torch.Tensor) -> dict[str, np.ndarray]:
         key = json.dumps({**base, "images": images_sha256(x)}, sort_keys=True)

@@ -15,7 +15,7 @@ from ..data import fit_to_shape
 from ..errors import UsageError
 from ..latents import decode_unit, encode_unit
 from ..report import write_figure
-from ..run import run_probe
+from ..run import cache_dir, run_probe
 from .common import add_probe_args, image_shape, model_from_args, probe_config
 
 
@@ -34,7 +34,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--null", choices=("permute", "random-init", "both"), default="permute",
                    help="null model: coordinate permutation (default), randomly re-initialised models, or both")
     p.add_argument("--threshold", type=float, default=MATCH_THRESHOLD, help="cosine for a match (default 0.9)")
-    p.add_argument("--out", default=None, help="directory for compare.json, compare.csv and heatmap.png")
+    p.add_argument("--out", default=None, help="directory for compare.json, compare.csv and heatmap.png "
+                   "(and the probe runs: an interrupted compare resumes when rerun)")
     add_probe_args(p, seeds=256)
     p.set_defaults(func=run)
 
@@ -57,7 +58,8 @@ def run(args: argparse.Namespace) -> int:
     cfg = probe_config(args)
 
     def attractor_set(adapter: Adapter) -> np.ndarray:
-        res = run_probe(adapter, cfg, progress=not args.quiet)
+        out = cache_dir(Path(args.out) / "cache", adapter, cfg) if args.out else None  # resumable
+        res = run_probe(adapter, cfg, out=out, progress=not args.quiet)
         if len(res.attractors) == 0:
             raise UsageError(f"{adapter.name}: no seed converged; raise --max-steps or --tol")
         if space == "latent":

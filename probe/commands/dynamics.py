@@ -22,7 +22,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--n-data", type=int, default=256, help="reference images used as data seeds (default 256)")
     p.add_argument("--image-shape", type=image_shape, default=None, metavar="C,H,W", help="input size for all checkpoints")
     p.add_argument("--device", default=None, help="torch device (default cpu)")
-    p.add_argument("--out", default=None, help="directory for dynamics.json and dynamics.png")
+    p.add_argument("--out", default=None, help="directory for dynamics.json and dynamics.png "
+                   "(and the probe runs: an interrupted run resumes when rerun)")
     add_probe_args(p, seeds=256)
     p.set_defaults(func=run)
 
@@ -35,7 +36,8 @@ def run(args: argparse.Namespace) -> int:
     rows = training_dynamics(adapters, reference, probe_config(args), n_data=args.n_data, progress=not args.quiet,
                              on_checkpoint=lambda i, r: print(
                                  f"{r['name']}: {r['n_attractors']} attractors, memorization "
-                                 f"{_f(r['memorization_mean'])}, Chamfer(noise, data) {_f(r['chamfer_noise_data'])}"))
+                                 f"{_f(r['memorization_mean'])}, Chamfer(noise, data) {_f(r['chamfer_noise_data'])}"),
+                             cache=Path(args.out) / "cache" if args.out else None)
     if args.out:
         out = Path(args.out)
         io.write_json(out / "dynamics.json", {"checkpoints": list(args.checkpoints), "reference": args.reference,
