@@ -34,7 +34,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"latentfield: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("latentfield: interrupted; finished chunks are saved, rerun the same command to resume",
+        print("latentfield: interrupted; finished work under --out is kept, rerun the same command to resume",
               file=sys.stderr)
         return 130
     except BrokenPipeError:
