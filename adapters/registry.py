@@ -140,8 +140,7 @@ def _resolve(spec: str, **options: Any) -> Adapter:
         for _, detect, loader in _PATHS:
             if detect(path):
                 return loader(path, **options)
-        raise AdapterError(f"{spec}: no adapter family recognises this checkpoint; expected "
-                           + accepted_forms())
+        raise AdapterError(f"{spec}: {_unrecognised(path)}")
     if spec.startswith((".", "/", "~")) or spec.count("/") > 1 or path.suffix in _WEIGHT_SUFFIXES:
         raise AdapterError(f"{spec}: no such checkpoint file or folder (give a local checkpoint file or directory, "
                            "or a Hugging Face id in the local cache)")
@@ -151,6 +150,20 @@ def _resolve(spec: str, **options: Any) -> Adapter:
             if adapter is not None:
                 return adapter
     raise AdapterError(f"unknown model {spec!r}: expected " + accepted_forms())
+
+
+def _unrecognised(path: Path) -> str:
+    """Why no family took ``path``, as precisely as a cheap look allows."""
+    if path.is_file() and path.suffix == ".safetensors":
+        from safetensors import SafetensorError, safe_open
+        try:
+            with safe_open(str(path), "pt") as f:
+                n = len(list(f.keys()))
+        except (SafetensorError, OSError) as e:
+            return f"not a valid safetensors file ({e})"
+        return (f"a safetensors file of {n} tensors with no model configuration (a bare state dict?); "
+                "build the model in your own module and pass py:module:attr")
+    return "no adapter family recognises this checkpoint; expected " + accepted_forms()
 
 
 def _from_python(target: str, options: dict[str, Any]) -> Adapter:

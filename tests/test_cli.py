@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 TESTS = Path(__file__).parent
 
@@ -116,3 +117,15 @@ def test_field_refuses_a_figure_name_it_cannot_write_before_probing(tmp_path, ca
     err = capsys.readouterr()
     assert needle in err.err and "Traceback" not in err.err
     assert err.out == ""  # refused before the probe ran (it prints a summary line when it does)
+
+
+def test_unusable_safetensors_files_say_why(tmp_path, capsys):
+    from safetensors.torch import save_file
+
+    from latentfield.probe.cli import main
+    (tmp_path / "broken.safetensors").write_bytes(b"garbage")
+    save_file({"w": torch.zeros(3)}, str(tmp_path / "bare.safetensors"))
+    for name, needle in (("broken", "not a valid safetensors file"), ("bare", "1 tensors with no model configuration")):
+        assert main(["probe", str(tmp_path / f"{name}.safetensors"), "--out", str(tmp_path / "o")]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and needle in err[0], err
