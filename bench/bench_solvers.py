@@ -44,6 +44,8 @@ def main() -> None:
     p.add_argument("--solver-option", action="append", default=[], type=key_value, metavar="KEY=VALUE",
                    help="setting of the accelerated solvers (repeatable), as latentfield probe --solver-option")
     p.add_argument("--solvers", default="plain,anderson,relax", help="comma-separated, e.g. relax to rerun one")
+    p.add_argument("--capture", type=float, default=0.0,
+                   help="path capture radius for the accelerated solvers' rows (latentfield probe --capture)")
     p.add_argument("--json", default=None)
     args = p.parse_args()
     fast = [s for s in args.solvers.split(",") if s != "plain"]
@@ -56,7 +58,8 @@ def main() -> None:
     for solver in args.solvers.split(","):
         options = dict(args.solver_option) if solver != "plain" else {}
         cfg = ProbeConfig(n_seeds=args.seeds, tol=args.tol, max_steps=args.max_steps, batch_size=args.batch_size,
-                          solver=solver, verify=True, solver_options=options)
+                          solver=solver, verify=True, solver_options=options,
+                          capture=args.capture if solver != "plain" else 0.0)
         t0 = time.perf_counter()
         res = run_probe(adapter, cfg, progress=False)
         total = time.perf_counter() - t0  # res.wall_time_s is the iteration alone; the rest is verification
@@ -66,7 +69,8 @@ def main() -> None:
         residual = torch.cat([(adapter.f(e) - e).flatten(1).double().pow(2).sum(1)
                               for e in end.split(args.batch_size)])  # ||f(z) - z||^2 where each seed stopped
         conv = res.status == 0
-        rows[solver] = {"model": args.model, "solver": solver, "options": options, "seeds": args.seeds,
+        rows[solver] = {"model": args.model, "solver": solver + (f" + capture {cfg.capture:g}" if cfg.capture else ""),
+                        "options": options, "seeds": args.seeds, "captured": res.summary().get("n_captured"),
                         "converged": res.counts["converged"], "n_evals": res.n_evals,
                         "evals_converged_seeds": int(res.steps[conv].sum()), "wall_s": round(res.wall_time_s, 2),
                         "solutions": len(res.attractors), "verified": len(found[solver]),

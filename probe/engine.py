@@ -50,12 +50,14 @@ SOLVERS: dict[str, Callable[..., Solver]] = {"plain": PlainSolver}
 
 @dataclass
 class IterationResult:
-    """End points (N, *shape), status (N,) int8 codes, steps (N,) f evaluations per seed, total evals."""
+    """End points (N, *shape), status (N,) int8 codes, steps (N,) f evaluations per seed, total evals;
+    captured_by (N,): the earlier seed whose path each seed joined (``capture``), -1 if none."""
 
     end: torch.Tensor
     status: np.ndarray
     steps: np.ndarray
     n_evals: int
+    captured_by: np.ndarray | None = None
 
 
 Recorder = Callable[[np.ndarray, np.ndarray, torch.Tensor], None]
@@ -63,11 +65,18 @@ Recorder = Callable[[np.ndarray, np.ndarray, torch.Tensor], None]
 
 def iterate(f: Map, z0: torch.Tensor, *, tol: float = 1e-6, max_steps: int = 3000, batch_size: int = 256,
             max_norm: float = 1e6, solver: Solver | None = None, record_every: int = 0,
-            recorder: Recorder | None = None, progress: Callable[[int], None] | None = None) -> IterationResult:
+            recorder: Recorder | None = None, progress: Callable[[int], None] | None = None,
+            capture: float = 0.0) -> IterationResult:
     """Iterate ``f`` from every row of ``z0`` (N, *shape) until each seed stops.
 
     ``record_every`` k > 0 calls ``recorder(seed_indices, steps, z)`` with the points at steps
     0, k, 2k, ... and the end point of each seed. ``progress(n)`` is called as n seeds finish.
+
+    ``capture`` r > 0: a seed i that comes within r ||p|| of a point p that an earlier seed j < i
+    visited at the same step count or before stops there and ends as j ends (end point and status;
+    its own evaluations are kept in ``steps``). Seeds that join a path already walked do not walk
+    it again. The rule looks only at seeds j < i and their steps <= i's, which exist whatever the
+    batch size, so results do not depend on it.
     """
     solver = solver or PlainSolver()
     n = z0.shape[0]
@@ -79,6 +88,8 @@ def iterate(f: Map, z0: torch.Tensor, *, tol: float = 1e-6, max_steps: int = 300
     z = z0[:0]
     age = torch.empty(0, dtype=torch.long)
     state: State = {}
+    bank = _PathBank(capture) if capture > 0 else None
+    captured_by = np.full(n, -1, dtype=np.int64)
 
     def refill() -> None:
         nonlocal idx, z, age, state, next_seed
@@ -88,6 +99,8 @@ def iterate(f: Map, z0: torch.Tensor, *, tol: float = 1e-6, max_steps: int = 300
         new_idx = torch.arange(next_seed, next_seed + take)
         next_seed += take
         new_z = z0[new_idx]
+        if bank is not None:
+            bank.add(new_idx, torch.zeros(take, dtype=torch.long), new_z)
         if record_every and recorder:
             recorder(new_idx.numpy(), np.zeros(take, dtype=np.int32), new_z)
         new_state = solver.init_state(new_z)
@@ -105,6 +118,12 @@ def iterate(f: Map, z0: torch.Tensor, *, tol: float = 1e-6, max_steps: int = 300
         diverged = ~finite | (norms > max_norm)
         converged = ~diverged & (sq_step < tol)
         done = diverged | converged | (age >= max_steps)
+        if bank is not None:
+            bank.add(idx, age, z_next)  # before the query: seeds j < i of this batch at this step count
+            owner = bank.owner(idx, age, z_next, ~done)
+            joined = owner >= 0
+            captured_by[idx[joined].numpy()] = owner[joined].numpy()
+            done = done | joined
         if record_every and recorder:
             rec = ((age % record_every) == 0) | done
             if rec.any():
@@ -123,7 +142,41 @@ def iterate(f: Map, z0: torch.Tensor, *, tol: float = 1e-6, max_steps: int = 300
             refill()
         else:
             z = z_next
-    return IterationResult(end=end, status=status, steps=steps, n_evals=n_evals)
+    for i in np.flatnonzero(captured_by >= 0):  # owners come first, so chains resolve in one pass
+        end[i], status[i] = end[captured_by[i]], status[captured_by[i]]
+    return IterationResult(end=end, status=status, steps=steps, n_evals=n_evals,
+                           captured_by=captured_by if bank is not None else None)
+
+
+class _PathBank:
+    """Every point visited so far (seed, step count, z), searched for ``iterate``'s ``capture`` rule."""
+
+    def __init__(self, capture: float) -> None:
+        self.capture = capture
+        self.z: list[torch.Tensor] = []
+        self.seed: list[torch.Tensor] = []
+        self.step: list[torch.Tensor] = []
+
+    def add(self, seeds: torch.Tensor, steps: torch.Tensor, z: torch.Tensor) -> None:
+        self.z.append(z.detach().flatten(1).double().cpu())
+        self.seed.append(seeds.clone())
+        self.step.append(steps.clone())
+
+    def owner(self, seeds: torch.Tensor, steps: torch.Tensor, z: torch.Tensor, active: torch.Tensor) -> torch.Tensor:
+        """(B,) the seed whose visited point lies nearest within the capture radius, -1 where none."""
+        out = torch.full((len(seeds),), -1, dtype=torch.long)
+        if not active.any():
+            return out
+        bz, bseed, bstep = torch.cat(self.z), torch.cat(self.seed), torch.cat(self.step)
+        self.z, self.seed, self.step = [bz], [bseed], [bstep]  # keep one block
+        q = z.detach().flatten(1).double().cpu()[active]
+        d = torch.cdist(q, bz)
+        ok = (bseed[None] < seeds[active][:, None]) & (bstep[None] <= steps[active][:, None])
+        ok &= d < self.capture * bz.norm(dim=1)[None]
+        d = torch.where(ok, d, torch.full_like(d, float("inf")))
+        best = d.argmin(1)
+        out[active] = torch.where(ok.any(1), bseed[best], torch.full_like(best, -1))
+        return out
 
 
 # Accelerated solvers live in their own module, which does not import this one (no cycle).

@@ -54,6 +54,7 @@ class ProbeConfig:
     euclid_rtol: float = 0.02
     record_every: int = 0
     verify: bool = False  # classify attractors by the Jacobian's spectral radius (always on for accelerated solvers)
+    capture: float = 0.0  # > 0: stop a seed that joins an earlier seed's path (engine.iterate); verified then too
     solver_options: dict[str, Any] = field(default_factory=dict)  # e.g. {"m": 5, "warmup": 30} for anderson
 
     def validate(self) -> None:
@@ -77,6 +78,8 @@ class ProbeConfig:
             raise UsageError(f"sigma must be positive, got {self.sigma}")
         if self.record_every < 0:
             raise UsageError(f"record_every must be >= 0, got {self.record_every}")
+        if not 0 <= self.capture < 1:
+            raise UsageError(f"capture is a radius relative to a point's norm, in [0, 1); got {self.capture}")
 
 
 @dataclass
@@ -101,6 +104,7 @@ class ProbeResult:
     wall_time_s: float
     adapter_info: dict[str, Any] = field(default_factory=dict)
     trajectories: dict[str, torch.Tensor] | None = None  # in-memory runs with record_every > 0
+    captured_by: np.ndarray | None = None  # (N,) with capture > 0: the seed whose path each joined, -1 if none
     stability: dict[str, Any] | None = None  # verified runs: see stability.stability_report
 
     @property
@@ -126,7 +130,8 @@ class ProbeResult:
             "steps_to_converge": step_stats(self.steps[conv]),
             "n_evals": self.n_evals,
             "wall_time_s": round(self.wall_time_s, 3),
-        } | ({"stability": self.stability} if self.stability is not None else {})
+        } | ({"stability": self.stability} if self.stability is not None else {}) \
+          | ({"n_captured": int((self.captured_by >= 0).sum())} if self.captured_by is not None else {})
 
 
 def versions() -> dict[str, str]:
@@ -180,7 +185,7 @@ def run_probe(adapter: Adapter, config: ProbeConfig | None = None, out: str | Pa
     finally:
         bar.close()
     result = _assemble(config, parts, info)
-    if config.verify or config.solver != "plain":  # acceleration can land on unstable fixed points
+    if config.verify or config.solver != "plain" or config.capture:  # acceleration can land on unstable points
         result.stability = _verify(adapter, config, result, data, progress)
     if out is not None:
         save_result(result, out)
@@ -222,6 +227,8 @@ def cache_dir(root: str | Path, adapter: Adapter, config: ProbeConfig, data: tor
 
 def _resume_key(config: ProbeConfig, fingerprint: str, data: torch.Tensor | None) -> dict[str, Any]:
     key = {"config": {k: v for k, v in asdict(config).items() if k not in _RESULT_NEUTRAL}, "fingerprint": fingerprint}
+    if not config.capture:  # so run directories made before the option existed still resume
+        del key["config"]["capture"]
     if config.init == "data" and data is not None:  # seeds from data: other images of the same count are another run
         key["data_sha256"] = images_sha256(data)
     return key
@@ -257,13 +264,15 @@ def _run_chunk(adapter: Adapter, config: ProbeConfig, c: int, idx: range, data: 
     recorder = (lambda i, s, z: rec.append((i + idx.start, s, z.detach().cpu()))) if config.record_every else None
     res = iterate(adapter.f, z0, tol=config.tol, max_steps=config.max_steps, batch_size=config.batch_size,
                   max_norm=config.max_norm, solver=make_solver(config.solver, config.solver_options),
-                  record_every=config.record_every, recorder=recorder, progress=bar.update)
+                  record_every=config.record_every, recorder=recorder, progress=bar.update, capture=config.capture)
     part = {"end": res.end.float().cpu(), "status": torch.from_numpy(res.status), "steps": torch.from_numpy(res.steps),
             "n_evals": res.n_evals, "wall": time.perf_counter() - t0}
+    if res.captured_by is not None:  # seed indices within the chunk -> run-wide
+        part["captured_by"] = torch.from_numpy(np.where(res.captured_by >= 0, res.captured_by + idx.start, -1))
     if path is not None:
         if rec:
             io.write_tensors(path.parent.parent / "trajectories" / path.name, _stack_records(rec))
-        io.write_tensors(path, {k: part[k] for k in ("end", "status", "steps")},
+        io.write_tensors(path, {k: part[k] for k in ("end", "status", "steps", "captured_by") if k in part},
                          metadata={"n_evals": str(part["n_evals"]), "wall": repr(part["wall"])})
     elif rec:
         part["trajectories"] = _stack_records(rec)
@@ -300,6 +309,8 @@ def _assemble(config: ProbeConfig, parts: list[dict[str, Any]], info: dict[str, 
                          attractors=end[conv[reps]], labels=labels, attractors_euclid=end[conv[reps_e]],
                          labels_euclid=labels_e, n_evals=int(sum(p["n_evals"] for p in parts)),
                          wall_time_s=float(sum(p["wall"] for p in parts)), adapter_info=info)
+    if config.capture:
+        result.captured_by = torch.cat([p["captured_by"] for p in parts]).numpy()
     traj = [p["trajectories"] for p in parts if "trajectories" in p]
     if traj:
         result.trajectories = {k: torch.cat([t[k] for t in traj]) for k in traj[0]}

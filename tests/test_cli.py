@@ -48,6 +48,7 @@ def test_bad_numbers_are_refused(tmp_path, args, needle):
 @pytest.mark.parametrize("argv,needle", [
     (["probe", "demo", "--sigma", "-1"], "sigma must be positive, got -1.0"),
     (["probe", "demo", "--chunk-size", "0"], "chunk size must be positive, got 0"),
+    (["probe", "demo", "--capture", "1.5"], "capture is a radius relative to a point's norm, in [0, 1)"),
     (["probe", "demo", "--device", "gpu0"], "unknown device 'gpu0': expected cpu, cuda"),
     (["probe", "demo", "--device", "cuda:99"], "device 'cuda:99'"),  # no CUDA here, or not 100 GPUs
     (["ood", "demo", "--in-dist", "digits", "--test", "noise", "--limit", "20", "--k", "0"], "must be >= 1, got 0"),

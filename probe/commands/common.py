@@ -35,6 +35,9 @@ def add_probe_args(p: argparse.ArgumentParser, seeds: int = 256) -> None:
     g.add_argument("--solver-option", action="append", default=[], type=key_value, metavar="KEY=VALUE",
                    help="solver setting, e.g. m=5, warmup=30 for anderson, h_max=4, align=0.9 for relax "
                    "(repeatable; see docs/dynamics.md)")
+    g.add_argument("--capture", type=float, default=0.0, metavar="R",
+                   help="stop a seed that comes within R x |p| of a point p an earlier seed visited, and let it end "
+                   "as that seed ends (e.g. 0.05; default 0 = off, the paper's iteration); end points are verified")
     g.add_argument("--verify", action="store_true",
                    help="classify each attractor by the spectral radius of the Jacobian (attractor/saddle/marginal)")
     g.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -43,7 +46,7 @@ def add_probe_args(p: argparse.ArgumentParser, seeds: int = 256) -> None:
 def probe_config(args: argparse.Namespace, **overrides) -> ProbeConfig:
     cfg = ProbeConfig(n_seeds=args.seeds, init=args.init, seed=args.seed, sigma=args.sigma, tol=args.tol,
                       max_steps=args.max_steps, batch_size=args.batch_size, solver=args.solver,
-                      verify=getattr(args, "verify", False),
+                      verify=getattr(args, "verify", False), capture=getattr(args, "capture", 0.0),
                       solver_options=dict(getattr(args, "solver_option", None) or []), **overrides)
     if cfg.init != "data":
         cfg.validate()
