@@ -8,6 +8,7 @@ Usage:
   .venv/bin/python bench/bench_solvers.py --model demo:memorize --seeds 128 --threads 1
   .venv/bin/python bench/bench_solvers.py --model /work/shared/weights/taef2 --image-shape 3,64,64 \
       --seeds 4 --tol 1e-5 --max-steps 500 --batch-size 4 --threads 1 [--solvers anderson --solver-option m=10]
+  .venv/bin/python bench/bench_solvers.py --model demo:generalize --solvers plain,relax+capture --capture 0.1
 Prints a markdown table row per solver for docs/benchmarks.md (and --json FILE for the raw numbers).
 "end residual^2" is ||f(z) - z||^2 where each seed stopped: how close the unconverged seeds got.
 """
@@ -43,12 +44,13 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--solver-option", action="append", default=[], type=key_value, metavar="KEY=VALUE",
                    help="setting of the accelerated solvers (repeatable), as latentfield probe --solver-option")
-    p.add_argument("--solvers", default="plain,anderson,relax", help="comma-separated, e.g. relax to rerun one")
-    p.add_argument("--capture", type=float, default=0.0,
-                   help="path capture radius for the accelerated solvers' rows (latentfield probe --capture)")
+    p.add_argument("--solvers", default="plain,anderson,relax",
+                   help="comma-separated, e.g. relax to rerun one; NAME+capture adds path capture (--capture)")
+    p.add_argument("--capture", type=float, default=0.1,
+                   help="path capture radius of the NAME+capture rows (latentfield probe --capture; default 0.1)")
     p.add_argument("--json", default=None)
     args = p.parse_args()
-    fast = [s for s in args.solvers.split(",") if s != "plain"]
+    fast = {s.partition("+")[0] for s in args.solvers.split(",")} - {"plain"}
     if args.solver_option and len(fast) > 1:  # Anderson's and relax's options differ
         p.error(f"--solver-option applies to one accelerated solver; list one with --solvers (got {', '.join(fast)})")
     torch.set_num_threads(args.threads)
@@ -56,10 +58,12 @@ def main() -> None:
     adapter = load_adapter(args.model, image_shape=shape)
     rows, found = {}, {}
     for solver in args.solvers.split(","):
-        options = dict(args.solver_option) if solver != "plain" else {}
+        name, _, extra = solver.partition("+")
+        if extra not in ("", "capture"):
+            p.error(f"unknown row {solver!r}: expected NAME or NAME+capture")
+        options = dict(args.solver_option) if name != "plain" else {}
         cfg = ProbeConfig(n_seeds=args.seeds, tol=args.tol, max_steps=args.max_steps, batch_size=args.batch_size,
-                          solver=solver, verify=True, solver_options=options,
-                          capture=args.capture if solver != "plain" else 0.0)
+                          solver=name, verify=True, solver_options=options, capture=args.capture if extra else 0.0)
         t0 = time.perf_counter()
         res = run_probe(adapter, cfg, progress=False)
         total = time.perf_counter() - t0  # res.wall_time_s is the iteration alone; the rest is verification
@@ -69,7 +73,7 @@ def main() -> None:
         residual = torch.cat([(adapter.f(e) - e).flatten(1).double().pow(2).sum(1)
                               for e in end.split(args.batch_size)])  # ||f(z) - z||^2 where each seed stopped
         conv = res.status == 0
-        rows[solver] = {"model": args.model, "solver": solver + (f" + capture {cfg.capture:g}" if cfg.capture else ""),
+        rows[solver] = {"model": args.model, "solver": name + (f" + capture {cfg.capture:g}" if cfg.capture else ""),
                         "options": options, "seeds": args.seeds, "captured": res.summary().get("n_captured"),
                         "converged": res.counts["converged"], "n_evals": res.n_evals,
                         "evals_converged_seeds": int(res.steps[conv].sum()), "wall_s": round(res.wall_time_s, 2),
