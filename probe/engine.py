@@ -170,7 +170,7 @@ class _PathBank:
         bz, bseed, bstep = torch.cat(self.z), torch.cat(self.seed), torch.cat(self.step)
         self.z, self.seed, self.step = [bz], [bseed], [bstep]  # keep one block
         q = z.detach().flatten(1).double().cpu()[active]
-        d = torch.cdist(q, bz)
+        d = torch.cdist(q, bz, compute_mode="donot_use_mm_for_euclid_dist")  # per pair: no batch-shaped rounding
         ok = (bseed[None] < seeds[active][:, None]) & (bstep[None] <= steps[active][:, None])
         ok &= d < self.capture * bz.norm(dim=1)[None]
         d = torch.where(ok, d, torch.full_like(d, float("inf")))
