@@ -4,6 +4,7 @@ Composes the engine (``run_probe``) with the analyses; each analysis adds one re
 """
 from __future__ import annotations
 
+import html
 from pathlib import Path
 from typing import Any, Callable
 
@@ -15,7 +16,7 @@ from latentfield.adapters import Adapter
 from .analyses.memorization import max_cosine, memorization_coefficient
 from .latents import decode_unit
 from .report import Report, figure_uri, img_tag, save_grid, table
-from .run import ProbeConfig, ProbeResult, run_probe
+from .run import ProbeConfig, ProbeResult, describe_unconverged, run_probe
 from .sections import copying_section, dictionary_section, generalization_entropy_section, ood_section
 
 GALLERY_MAX = 48
@@ -81,13 +82,14 @@ def convergence_section(ctx: AuditContext, report: Report) -> None:
                   ("steps to converge: median / p90 / max", f"{st['median']} / {st['p90']} / {st['max']}")])
     if c["max_steps"] or c["diverged"]:
         body += (f"<p>{c['max_steps'] + c['diverged']} of {s['n_seeds']} seeds did not converge; their end points "
-                 "are not attractors and are left out of everything below.</p>")
+                 "are not attractors and are left out of everything below. "
+                 f"{html.escape(describe_unconverged(s) or '')}</p>")
     if s["n_attractors"]:
         body += f"<img src='{figure_uri(_basin_figure(r.basin_sizes[ctx.order]))}'>"
     report.add("Convergence and basins", body, n_seeds=s["n_seeds"], n_converged=c["converged"],
                n_max_steps=c["max_steps"], n_diverged=c["diverged"], n_attractors=s["n_attractors"],
                n_attractors_euclid=s["n_attractors_euclid"], basin_sizes=r.basin_sizes[ctx.order].tolist(),
-               steps_median=st["median"], steps_p90=st["p90"], steps_max=st["max"])
+               steps_median=st["median"], steps_p90=st["p90"], steps_max=st["max"], unconverged=s.get("unconverged"))
 
 
 def _basin_figure(sizes: np.ndarray) -> Any:

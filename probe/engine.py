@@ -51,12 +51,15 @@ SOLVERS: dict[str, Callable[..., Solver]] = {"plain": PlainSolver}
 @dataclass
 class IterationResult:
     """End points (N, *shape), status (N,) int8 codes, steps (N,) f evaluations per seed, total evals;
-    captured_by (N,): the earlier seed whose path each seed joined (``capture``), -1 if none."""
+    last_sq_step (N,) float64: the squared step ||f(z) - z||^2 each seed's own last step measured (what
+    the stopping rule tested), telling a seed cut off by ``max_steps`` near a fixed point from one still
+    travelling; captured_by (N,): the earlier seed whose path each seed joined (``capture``), -1 if none."""
 
     end: torch.Tensor
     status: np.ndarray
     steps: np.ndarray
     n_evals: int
+    last_sq_step: np.ndarray
     captured_by: np.ndarray | None = None
 
 
@@ -83,6 +86,7 @@ def iterate(f: Map, z0: torch.Tensor, *, tol: float = 1e-6, max_steps: int = 300
     end = torch.empty_like(z0)
     status = np.full(n, MAX_STEPS, dtype=np.int8)
     steps = np.zeros(n, dtype=np.int32)
+    last_sq = np.full(n, np.nan)
     n_evals, next_seed = 0, 0
     idx = torch.empty(0, dtype=torch.long)
     z = z0[:0]
@@ -132,6 +136,7 @@ def iterate(f: Map, z0: torch.Tensor, *, tol: float = 1e-6, max_steps: int = 300
             d_idx = idx[done].numpy()
             end[d_idx] = z_next[done]
             steps[d_idx] = age[done].numpy()
+            last_sq[d_idx] = sq_step[done].double().cpu().numpy()
             status[d_idx] = np.where(diverged[done].numpy(), DIVERGED,
                                      np.where(converged[done].numpy(), CONVERGED, MAX_STEPS))
             keep = ~done
@@ -144,7 +149,7 @@ def iterate(f: Map, z0: torch.Tensor, *, tol: float = 1e-6, max_steps: int = 300
             z = z_next
     for i in np.flatnonzero(captured_by >= 0):  # owners come first, so chains resolve in one pass
         end[i], status[i] = end[captured_by[i]], status[captured_by[i]]
-    return IterationResult(end=end, status=status, steps=steps, n_evals=n_evals,
+    return IterationResult(end=end, status=status, steps=steps, n_evals=n_evals, last_sq_step=last_sq,
                            captured_by=captured_by if bank is not None else None)
 
 

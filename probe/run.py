@@ -87,7 +87,8 @@ class ProbeResult:
     """Outcome of a probe.
 
     end_points (N, *latent): where each seed stopped; status (N,) int8 (0 converged, 1 max_steps,
-    2 diverged); steps (N,) f evaluations per seed. attractors (K, *latent): de-duplicated converged
+    2 diverged); steps (N,) f evaluations per seed; last_sq_step (N,): the squared step of each seed's
+    own last step (NaN for runs saved before it was kept). attractors (K, *latent): de-duplicated converged
     end points (cosine > cos_threshold); labels (N,): attractor of each seed, -1 if not converged.
     The ``_euclid`` twins use the relative Euclidean tolerance instead.
     """
@@ -102,6 +103,7 @@ class ProbeResult:
     labels_euclid: np.ndarray
     n_evals: int
     wall_time_s: float
+    last_sq_step: np.ndarray | None = None
     adapter_info: dict[str, Any] = field(default_factory=dict)
     trajectories: dict[str, torch.Tensor] | None = None  # in-memory runs with record_every > 0
     captured_by: np.ndarray | None = None  # (N,) with capture > 0: the seed whose path each joined, -1 if none
@@ -114,6 +116,21 @@ class ProbeResult:
     @property
     def counts(self) -> dict[str, int]:
         return {name: int((self.status == code).sum()) for code, name in enumerate(STATUS_NAMES)}
+
+    def unconverged(self) -> dict[str, Any] | None:
+        """The seeds that ran to ``max_steps`` themselves (not by capture): how many, and how fast they
+        still moved at the end, as squared step (the stopping rule's quantity) and step / ||z||."""
+        cut = np.flatnonzero((self.status == MAX_STEPS) & (self.steps >= self.config.max_steps))
+        if not len(cut):
+            return None
+        out: dict[str, Any] = {"n": int(len(cut)), "tol": self.config.tol}
+        known = cut[~np.isnan(self.last_sq_step[cut])] if self.last_sq_step is not None else cut[:0]
+        if len(known):
+            sq = self.last_sq_step[known]
+            norm = self.end_points[known].flatten(1).double().norm(dim=1).clamp_min(1e-30).numpy()
+            out |= {"sq_step_median": float(np.median(sq)), "sq_step_max": float(sq.max()),
+                    "relative_step_median": float(np.median(np.sqrt(sq) / norm))}
+        return out
 
     def summary(self) -> dict[str, Any]:
         conv = self.status == CONVERGED
@@ -130,8 +147,25 @@ class ProbeResult:
             "steps_to_converge": step_stats(self.steps[conv]),
             "n_evals": self.n_evals,
             "wall_time_s": round(self.wall_time_s, 3),
-        } | ({"stability": self.stability} if self.stability is not None else {}) \
+        } | ({"unconverged": u} if (u := self.unconverged()) else {}) \
+          | ({"stability": self.stability} if self.stability is not None else {}) \
           | ({"n_captured": int((self.captured_by >= 0).sum())} if self.captured_by is not None else {})
+
+
+def describe_unconverged(summary: dict[str, Any]) -> str | None:
+    """One line on the seeds that ran to max steps, from a summary with ``unconverged``, ``n_seeds`` and
+    ``config`` (``ProbeResult.summary()``, or the audit's report data); None if no seed did."""
+    u = summary.get("unconverged")
+    if not u:
+        return None
+    cfg = summary.get("config") or summary["probe_config"]
+    line = f"{u['n']} of {summary['n_seeds']} seeds stopped at max steps ({cfg['max_steps']})"
+    if u.get("sq_step_median") is None:
+        return line + "."
+    return (line + f" still moving: squared step {u['sq_step_median']:.2g} (median; tolerance {u['tol']:g}), "
+            f"{u['relative_step_median']:.1%} of ||z|| per step. Raise --max-steps or try --solver relax; a step "
+            "that stays at a few % of ||z|| is a seed travelling, not settling (docs/dynamics.md, "
+            "\"Seeds that do not converge\").")
 
 
 def versions() -> dict[str, str]:
@@ -266,13 +300,14 @@ def _run_chunk(adapter: Adapter, config: ProbeConfig, c: int, idx: range, data: 
                   max_norm=config.max_norm, solver=make_solver(config.solver, config.solver_options),
                   record_every=config.record_every, recorder=recorder, progress=bar.update, capture=config.capture)
     part = {"end": res.end.float().cpu(), "status": torch.from_numpy(res.status), "steps": torch.from_numpy(res.steps),
-            "n_evals": res.n_evals, "wall": time.perf_counter() - t0}
+            "last_sq_step": torch.from_numpy(res.last_sq_step), "n_evals": res.n_evals, "wall": time.perf_counter() - t0}
     if res.captured_by is not None:  # seed indices within the chunk -> run-wide
         part["captured_by"] = torch.from_numpy(np.where(res.captured_by >= 0, res.captured_by + idx.start, -1))
     if path is not None:
         if rec:
             io.write_tensors(path.parent.parent / "trajectories" / path.name, _stack_records(rec))
-        io.write_tensors(path, {k: part[k] for k in ("end", "status", "steps", "captured_by") if k in part},
+        io.write_tensors(path, {k: part[k] for k in ("end", "status", "steps", "last_sq_step", "captured_by")
+                                     if k in part},
                          metadata={"n_evals": str(part["n_evals"]), "wall": repr(part["wall"])})
     elif rec:
         part["trajectories"] = _stack_records(rec)
@@ -300,6 +335,9 @@ def _assemble(config: ProbeConfig, parts: list[dict[str, Any]], info: dict[str, 
     end = torch.cat([p["end"] for p in parts])
     status = torch.cat([p["status"] for p in parts]).numpy()
     steps = torch.cat([p["steps"] for p in parts]).numpy()
+    # chunks written before the squared step was kept have none: NaN, "not known"
+    last_sq = np.concatenate([p["last_sq_step"].numpy() if "last_sq_step" in p else np.full(len(p["status"]), np.nan)
+                              for p in parts])
     conv = np.flatnonzero(status == CONVERGED)
     labels, labels_e = np.full(len(status), -1), np.full(len(status), -1)
     reps, lab = deduplicate(end[conv], "cosine", config.cos_threshold) if len(conv) else (np.zeros(0, int), [])
@@ -308,7 +346,7 @@ def _assemble(config: ProbeConfig, parts: list[dict[str, Any]], info: dict[str, 
     result = ProbeResult(config=config, end_points=end, status=status, steps=steps,
                          attractors=end[conv[reps]], labels=labels, attractors_euclid=end[conv[reps_e]],
                          labels_euclid=labels_e, n_evals=int(sum(p["n_evals"] for p in parts)),
-                         wall_time_s=float(sum(p["wall"] for p in parts)), adapter_info=info)
+                         wall_time_s=float(sum(p["wall"] for p in parts)), last_sq_step=last_sq, adapter_info=info)
     if config.capture:
         result.captured_by = torch.cat([p["captured_by"] for p in parts]).numpy()
     traj = [p["trajectories"] for p in parts if "trajectories" in p]
@@ -325,7 +363,8 @@ def save_result(result: ProbeResult, out: str | Path) -> None:
         "end_points": result.end_points, "status": torch.from_numpy(result.status),
         "steps": torch.from_numpy(result.steps), "labels": torch.from_numpy(result.labels),
         "labels_euclid": torch.from_numpy(result.labels_euclid),
-    }, metadata={"summary": json.dumps(result.summary())})
+    } | ({"last_sq_step": torch.from_numpy(result.last_sq_step)} if result.last_sq_step is not None else {}),
+        metadata={"summary": json.dumps(result.summary())})
     io.write_json(out / "summary.json", result.summary())
 
 
@@ -341,6 +380,7 @@ def load_result(out: str | Path) -> ProbeResult:
                        steps=t["steps"].numpy(), attractors=t["attractors"], labels=t["labels"].numpy(),
                        attractors_euclid=t["attractors_euclid"], labels_euclid=t["labels_euclid"].numpy(),
                        n_evals=s["n_evals"], wall_time_s=s["wall_time_s"], adapter_info=s["adapter"],
+                       last_sq_step=t["last_sq_step"].numpy() if "last_sq_step" in t else None,
                        stability=s.get("stability"))
 
 
@@ -353,5 +393,5 @@ def load_trajectories(out: str | Path) -> dict[str, torch.Tensor]:
     return {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
 
 
-__all__ = ["ProbeConfig", "ProbeResult", "run_probe", "cache_dir", "save_result", "load_result", "load_trajectories",
+__all__ = ["ProbeConfig", "ProbeResult", "run_probe", "describe_unconverged", "cache_dir", "save_result", "load_result", "load_trajectories",
            "CONVERGED", "MAX_STEPS", "DIVERGED", "STATUS_NAMES"]

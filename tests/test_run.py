@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 import os
 import signal
 import subprocess
@@ -14,6 +15,7 @@ import pytest
 import torch
 
 import latentfield.probe.run as run_mod
+from latentfield.adapters import load_adapter
 from latentfield.probe.run import ProbeConfig, load_result, run_probe
 
 from models import random_conv_ae
@@ -108,3 +110,57 @@ def test_cli_killed_mid_run_resumes_to_the_same_result(tmp_path):
     a, b = load_result(tmp_path / "full"), load_result(tmp_path / "killed")
     torch.testing.assert_close(a.end_points, b.end_points, rtol=0, atol=0)
     assert (a.labels == b.labels).all()
+
+
+def test_seeds_cut_off_by_max_steps_report_their_last_step(tmp_path):
+    adapter = load_adapter("demo:memorize")  # some of its seeds still move after 12 steps
+    cfg = ProbeConfig(n_seeds=30, max_steps=12, tol=1e-6, batch_size=7)
+    r = run_probe(adapter, cfg, out=tmp_path / "run", progress=False)
+    cut = np.flatnonzero(r.status == run_mod.MAX_STEPS)
+    assert len(cut) > 0
+    # Independently: the squared step of step 12 is ||z_12 - z_11||^2, z_11 the end point of an 11-step run.
+    before = run_probe(adapter, replace(cfg, max_steps=11), progress=False).end_points
+    want = (r.end_points[cut] - before[cut]).flatten(1).double().pow(2).sum(1).numpy()
+    np.testing.assert_allclose(r.last_sq_step[cut], want, rtol=1e-3)
+    u = r.summary()["unconverged"]
+    assert u["n"] == len(cut) and u["sq_step_median"] == pytest.approx(float(np.median(want)), rel=1e-3)
+    assert "still moving" in run_mod.describe_unconverged(r.summary())
+    np.testing.assert_array_equal(load_result(tmp_path / "run").last_sq_step, r.last_sq_step)
+    one = run_probe(adapter, replace(cfg, batch_size=1), progress=False)
+    np.testing.assert_allclose(one.last_sq_step, r.last_sq_step, rtol=1e-3)  # float32 steps, batch-shaped rounding
+
+
+def test_chunks_saved_before_last_step_was_kept_still_resume(tmp_path):
+    adapter = load_adapter("demo:memorize")
+    cfg = ProbeConfig(n_seeds=20, chunk_size=10, max_steps=12)
+    run_probe(adapter, cfg, out=tmp_path, progress=False)
+    from safetensors.torch import load_file, save_file
+    from safetensors import safe_open
+    for chunk in (tmp_path / "chunks").glob("*.safetensors"):  # as an older version wrote them
+        with safe_open(str(chunk), "pt") as f:
+            meta = f.metadata()
+        t = load_file(str(chunk))
+        del t["last_sq_step"]
+        save_file(t, str(chunk), metadata=meta)
+    r = run_probe(adapter, cfg, out=tmp_path, progress=False)
+    u = r.summary()["unconverged"]
+    assert u["n"] == r.counts["max_steps"] > 0 and "sq_step_median" not in u
+    assert run_mod.describe_unconverged(r.summary()).endswith("(12).")
+
+
+def test_probe_command_says_how_far_unconverged_seeds_were(tmp_path):
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    res = subprocess.run([sys.executable, "-m", "latentfield.probe.cli", "probe", "demo:memorize", "--seeds", "16",
+                          "--max-steps", "12", "--out", str(tmp_path), "--quiet"], capture_output=True, text=True,
+                         env=env, timeout=300)
+    assert res.returncode == 0, res.stderr
+    u = json.loads((tmp_path / "summary.json").read_text())["unconverged"]
+    assert f"{u['n']} of 16 seeds stopped at max steps (12) still moving" in res.stdout
+    assert f"squared step {u['sq_step_median']:.2g}" in res.stdout
+    res = subprocess.run([sys.executable, "-m", "latentfield.probe.cli", "audit", "demo:memorize", "--seeds", "16",
+                          "--max-steps", "12", "--out", str(tmp_path / "audit"), "--quiet"], capture_output=True,
+                         text=True, env=env, timeout=300)
+    assert res.returncode == 0, res.stderr
+    report = json.loads((tmp_path / "audit" / "report.json").read_text())
+    assert report["unconverged"]["n"] == report["n_max_steps"] > 0
+    assert f"{report['unconverged']['n']} of 16 seeds stopped at max steps (12) still moving" in res.stdout

@@ -7,6 +7,7 @@ from pathlib import Path
 from ..audit import audit, reference_sets
 from ..data import load_images
 from ..errors import UsageError
+from ..run import describe_unconverged
 from .common import add_model_args, add_probe_args, model_from_args, probe_config
 
 
@@ -46,5 +47,7 @@ def run(args: argparse.Namespace) -> int:
     if mem.get("mean") is not None:
         line += f"; memorization {mem['mean']:.3f} (held-out baseline {mem.get('baseline_mean', float('nan')):.3f})"
     print(line)
+    if note := describe_unconverged(data):
+        print(note)
     print(f"report: {args.out}/report.html")
     return 0

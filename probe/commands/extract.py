@@ -18,7 +18,7 @@ from ..data import load_images
 from ..index import AttractorIndex
 from ..latents import decode_unit
 from ..report import png_bytes, save_grid, to_pil, write_figure
-from ..run import run_probe
+from ..run import describe_unconverged, run_probe
 from .common import add_model_args, add_probe_args, model_from_args, probe_config
 
 
@@ -71,4 +71,6 @@ def run(args: argparse.Namespace) -> int:
     io.write_json(out / "manifest.json", manifest)
     print(f"{adapter.name}: {len(result.status)} seeds -> {len(attractors)} attractors; wrote {out}/attractors/, "
           f"{out}/manifest.json, {out}/attractors.safetensors" + (", dictionary.json" if "dictionary" in manifest else ""))
+    if note := describe_unconverged(result.summary()):
+        print(note)
     return 0

@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 
 from ..data import load_images
-from ..run import run_probe
+from ..run import describe_unconverged, run_probe
 from .common import add_model_args, add_probe_args, model_from_args, probe_config
 
 
@@ -30,5 +30,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"{adapter.name}: {s['n_seeds']} seeds -> {c['converged']} converged, {c['max_steps']} max_steps, "
           f"{c['diverged']} diverged; {s['n_attractors']} attractors (cosine), "
           f"{s['n_attractors_euclid']} (euclidean); {s['n_evals']} evaluations of f")
+    if note := describe_unconverged(s):
+        print(note)
     print(f"wrote {args.out}/attractors.safetensors and {args.out}/summary.json")
     return 0
