@@ -42,6 +42,7 @@ def main() -> None:
     p.add_argument("--max-steps", type=int, default=3000)
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--device", default=None, help="cpu (default) or cuda[:N], as latentfield --device")
     p.add_argument("--solver-option", action="append", default=[], type=key_value, metavar="KEY=VALUE",
                    help="setting of the accelerated solvers (repeatable), as latentfield probe --solver-option")
     p.add_argument("--solvers", default="plain,anderson,relax",
@@ -55,7 +56,7 @@ def main() -> None:
         p.error(f"--solver-option applies to one accelerated solver; list one with --solvers (got {', '.join(fast)})")
     torch.set_num_threads(args.threads)
     shape = tuple(int(v) for v in args.image_shape.split(",")) if args.image_shape else None
-    adapter = load_adapter(args.model, image_shape=shape)
+    adapter = load_adapter(args.model, image_shape=shape, device=args.device)
     rows, found = {}, {}
     for solver in args.solvers.split(","):
         name, _, extra = solver.partition("+")

@@ -57,11 +57,12 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=500)
     p.add_argument("--every", type=int, default=100)
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--device", default=None, help="cpu (default) or cuda[:N], as latentfield --device")
     p.add_argument("--spectrum", action="store_true", help=f"eigenvalues of J_f at the last points (d <= {SPECTRUM_MAX_DIM})")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     shape = tuple(int(v) for v in args.image_shape.split(",")) if args.image_shape else None
-    adapter = load_adapter(args.model, image_shape=shape)
+    adapter = load_adapter(args.model, image_shape=shape, device=args.device)
     if args.data:
         z = encode_unit(adapter, load_images(args.data, adapter.image_shape, limit=args.limit))
     else:
