@@ -123,7 +123,7 @@ class ProbeResult:
         cut = np.flatnonzero((self.status == MAX_STEPS) & (self.steps >= self.config.max_steps))
         if not len(cut):
             return None
-        out: dict[str, Any] = {"n": int(len(cut)), "tol": self.config.tol}
+        out: dict[str, Any] = {"n": int(len(cut)), "max_steps": self.config.max_steps, "tol": self.config.tol}
         known = cut[~np.isnan(self.last_sq_step[cut])] if self.last_sq_step is not None else cut[:0]
         if len(known):
             sq = self.last_sq_step[known]
@@ -153,13 +153,12 @@ class ProbeResult:
 
 
 def describe_unconverged(summary: dict[str, Any]) -> str | None:
-    """One line on the seeds that ran to max steps, from a summary with ``unconverged``, ``n_seeds`` and
-    ``config`` (``ProbeResult.summary()``, or the audit's report data); None if no seed did."""
+    """One line on the seeds that ran to max steps, from a summary with ``unconverged`` and ``n_seeds``
+    (``ProbeResult.summary()``, or the audit's report data); None if no seed did."""
     u = summary.get("unconverged")
     if not u:
         return None
-    cfg = summary.get("config") or summary["probe_config"]
-    line = f"{u['n']} of {summary['n_seeds']} seeds stopped at max steps ({cfg['max_steps']})"
+    line = f"{u['n']} of {summary['n_seeds']} seeds stopped at max steps ({u['max_steps']})"
     if u.get("sq_step_median") is None:
         return line + "."
     return (line + f" still moving: squared step {u['sq_step_median']:.2g} (median; tolerance {u['tol']:g}), "
