@@ -1,18 +1,23 @@
-"""Model adapters: every autoencoder family as an encode/decode pair behind one protocol."""
-from .base import Adapter, AdapterError, TorchAutoencoder, fingerprint_tensors
-from .registry import (accepted_forms, available_adapters, load_adapter, register_adapter,
-                       register_hub_resolver, register_path_loader)
+"""Model adapters: every autoencoder family as an encode/decode pair behind one protocol.
 
-# Built-in family modules; importing one registers its loaders (see registry._load_builtins).
-FAMILIES = ("demo", "hub", "tiny", "sd_vae", "vit_mae", "rae", "timm_encoder", "trained_decoder")
+Family modules register their hooks when imported; that happens on the first ``load_adapter`` (or
+registry query), not here, so importing the protocol or the error types stays cheap.
+"""
+from .base import Adapter, TorchAutoencoder, fingerprint_tensors
+from .errors import AdapterError, UsageError
+from .registry import (accepted_forms, available_adapters, load_adapter, parse_spec, register_adapter,
+                       register_config_family, register_hub_resolver, register_path_loader)
+
+# Built-in family modules; importing one registers its hooks (see registry._load_builtins).
+FAMILIES = ("demo", "hub", "taesd", "sd_vae", "vit_mae", "rae", "frozen_encoder", "trained_decoder")
+
 
 def _import_families() -> None:
     import importlib
     for fam in FAMILIES:
         importlib.import_module(f"{__name__}.{fam}")
 
-_import_families()
 
-__all__ = ["Adapter", "AdapterError", "TorchAutoencoder", "fingerprint_tensors", "load_adapter",
-           "register_adapter", "register_path_loader", "register_hub_resolver", "accepted_forms",
-           "available_adapters"]
+__all__ = ["Adapter", "AdapterError", "UsageError", "TorchAutoencoder", "fingerprint_tensors", "load_adapter",
+           "parse_spec", "register_adapter", "register_path_loader", "register_config_family",
+           "register_hub_resolver", "accepted_forms", "available_adapters"]

@@ -11,11 +11,9 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 import torch
 from torch import nn
 
+from .errors import AdapterError
+
 Shape = tuple[int, ...]
-
-
-class AdapterError(ValueError):
-    """A user-facing problem with a model spec or checkpoint (reported as one line by the CLI)."""
 
 
 def check_options(options: Mapping[str, Any], allowed: Iterable[str], family: str) -> None:

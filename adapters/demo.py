@@ -14,7 +14,7 @@ import torch
 from safetensors.torch import load_file, safe_open
 from torch import nn
 
-from latentfield.probe import io
+from . import atomic
 
 from .base import Adapter, AdapterError, check_options
 from .registry import register_adapter, register_path_loader
@@ -52,9 +52,9 @@ def save_demo_checkpoint(model: DemoAutoencoder, path: str | Path, record: dict[
     """Write weights + config (safetensors metadata) and, if given, a training record beside it."""
     path = Path(path)
     meta = {"family": FAMILY, "config": json.dumps(model.config)}
-    io.write_tensors(path, model.state_dict(), metadata=meta)
+    atomic.write_tensors(path, model.state_dict(), metadata=meta)
     if record is not None:
-        io.write_text(path.with_suffix(".json"), json.dumps(record, indent=1) + "\n")
+        atomic.write_text(path.with_suffix(".json"), json.dumps(record, indent=1) + "\n")
 
 
 def is_demo_checkpoint(path: Path) -> bool:

@@ -3,43 +3,23 @@
 A directory is recognised by its ``config.json`` (diffusers ``_class_name``, transformers
 ``model_type``/``architectures``, or latentfield's own ``latentfield_family``) or, for a pipeline,
 by ``model_index.json`` whose ``vae`` subfolder is loaded. Families register a matcher on the config
-with :func:`register_config_family`; a config no family accepts gives one line naming them all.
+with :func:`~.registry.register_config_family`; a config no family accepts gives one line naming them all.
 Nothing is ever downloaded: an id missing from the cache says so and how to pass a directory.
 """
 from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
-from .base import Adapter, AdapterError
-from .registry import register_hub_resolver, register_path_loader
-
-ConfigMatch = Callable[[dict[str, Any]], bool]
-
-
-@dataclass(frozen=True)
-class _ConfigFamily:
-    name: str
-    match: ConfigMatch
-    loader: Callable[..., Adapter]
-
-
-_CONFIG_FAMILIES: list[_ConfigFamily] = []
-
-
-def register_config_family(name: str, match: ConfigMatch) -> Callable[[Callable[..., Adapter]], Callable[..., Adapter]]:
-    """Register ``loader(directory, config, **options)`` for HF-format directories whose config ``match``es."""
-    def deco(fn: Callable[..., Adapter]) -> Callable[..., Adapter]:
-        _CONFIG_FAMILIES.append(_ConfigFamily(name, match, fn))
-        return fn
-    return deco
+from .base import Adapter
+from .errors import AdapterError
+from .registry import hooks, register_hub_resolver, register_path_loader
 
 
 def supported_families() -> str:
-    return ", ".join(f.name for f in _CONFIG_FAMILIES)
+    return ", ".join(h.name for h in hooks("config"))
 
 
 def read_config(directory: Path) -> dict[str, Any]:
@@ -67,7 +47,7 @@ def load_hf_directory(path: Path, subfolder: str | None = None, **options: Any) 
     if not (path / "config.json").is_file():
         raise AdapterError(f"{path}: no config.json here")
     config = read_config(path)
-    for fam in _CONFIG_FAMILIES:
+    for fam in hooks("config"):
         if fam.match(config):
             from .safe_load import check_pickles
             check_pickles(path)

@@ -1,12 +1,18 @@
 """``load_adapter``: the one entry point from a model spec string to an :class:`Adapter`.
 
-Spec forms, tried in this order:
+Spec forms, tried in this order (:func:`parse_spec`):
 
 * ``py:package.module:attr`` - an Adapter, or a callable returning an Adapter or an (encoder, decoder) pair;
 * ``NAME`` or ``NAME:ARG`` - a registered loader (built-in, or from the ``latentfield.adapters``
   entry-point group of any installed package);
 * a local file or directory - each family registers a detector for its checkpoint format;
 * ``org/model`` - a Hugging Face id, resolved from the local cache only (families that support it).
+
+One registry holds every hook, of four kinds, each with its decorator: ``name`` (:func:`register_adapter`),
+``path`` (:func:`register_path_loader`), ``config`` (:func:`register_config_family`, Hugging Face format
+directories matched on their config.json) and ``hub`` (:func:`register_hub_resolver`). An entry point
+that names a module (``plugin = "pkg.mod"``) is imported, so its decorators can register any kind; one
+that names a callable (``plugin = "pkg.mod:load"``) is a ``name`` hook, loaded when first used.
 """
 from __future__ import annotations
 
@@ -19,57 +25,80 @@ from typing import Any, Callable, Sequence
 
 import torch
 
-from .base import Adapter, AdapterError, TorchAutoencoder, check_options
+from .base import Adapter, TorchAutoencoder, check_options
+from .errors import AdapterError
 
 Loader = Callable[..., Adapter]
+KINDS = ("name", "path", "config", "hub")
 
 
 @dataclass(frozen=True)
-class _Entry:
+class Hook:
+    """One way to turn a spec into an adapter. ``match``: ``detect(path)`` for ``path`` hooks,
+    ``match(config)`` for ``config`` hooks, unused otherwise."""
+
+    kind: str
     name: str
     loader: Loader
-    help: str
+    match: Callable[[Any], bool] | None = None
+    help: str = ""
 
 
-_NAMED: dict[str, _Entry] = {}
-_PATHS: list[tuple[str, Callable[[Path], bool], Loader]] = []
-_HUB: list[Loader] = []
+_HOOKS: list[Hook] = []
 _plugins_loaded = False
+
+
+def _add(hook: Hook) -> Loader:
+    global _HOOKS
+    _HOOKS = [h for h in _HOOKS if not (h.kind == hook.kind and h.name == hook.name)] + [hook]
+    return hook.loader
+
+
+def hooks(kind: str) -> list[Hook]:
+    """The registered hooks of one kind, in registration order (built-ins and plugins loaded first)."""
+    if kind not in KINDS:
+        raise ValueError(f"unknown hook kind {kind!r}: one of {', '.join(KINDS)}")
+    _load_builtins()
+    return [h for h in _HOOKS if h.kind == kind]
 
 
 def register_adapter(name: str, help: str = "") -> Callable[[Loader], Loader]:
     """Register ``loader(arg, **options)`` for the specs ``NAME`` (arg None) and ``NAME:ARG``."""
-    def deco(fn: Loader) -> Loader:
-        _NAMED[name] = _Entry(name, fn, help)
-        return fn
-    return deco
+    return lambda fn: _add(Hook("name", name, fn, help=help))
 
 
 def register_path_loader(name: str, detect: Callable[[Path], bool]) -> Callable[[Loader], Loader]:
     """Register ``loader(path, **options)`` for local files/directories that ``detect`` accepts."""
-    def deco(fn: Loader) -> Loader:
-        _PATHS.append((name, detect, fn))
-        return fn
-    return deco
+    return lambda fn: _add(Hook("path", name, fn, detect))
+
+
+def register_config_family(name: str, match: Callable[[dict[str, Any]], bool]) -> Callable[[Loader], Loader]:
+    """Register ``loader(directory, config, **options)`` for HF-format directories whose config ``match``es."""
+    return lambda fn: _add(Hook("config", name, fn, match))
 
 
 def register_hub_resolver(fn: Loader) -> Loader:
     """Register ``resolver(repo_id, **options) -> Adapter | None`` for Hugging Face ids."""
-    _HUB.append(fn)
-    return fn
+    return _add(Hook("hub", f"{fn.__module__}.{fn.__qualname__}", fn))
 
 
 def _load_builtins() -> None:
-    # Importing a family module registers its loaders; entry points add third-party ones.
+    # Importing a family module registers its hooks; entry points add third-party ones.
     global _plugins_loaded
     if _plugins_loaded:
         return
     _plugins_loaded = True
     from . import _import_families
     _import_families()
+    named = {h.name for h in _HOOKS if h.kind == "name"}
     for ep in entry_points(group="latentfield.adapters"):
-        if ep.name not in _NAMED:
-            _NAMED[ep.name] = _Entry(ep.name, _lazy_entry_point(ep), f"plugin {ep.value}")
+        if ep.attr is None:  # a module: its decorators register hooks of any kind
+            try:
+                importlib.import_module(ep.value)
+            except ImportError as e:
+                raise AdapterError(f"adapter plugin {ep.name} ({ep.value}): cannot import ({e})") from None
+        elif ep.name not in named:
+            _add(Hook("name", ep.name, _lazy_entry_point(ep), help=f"plugin {ep.value}"))
 
 
 def _lazy_entry_point(ep: Any) -> Loader:
@@ -79,16 +108,51 @@ def _lazy_entry_point(ep: Any) -> Loader:
 
 
 def accepted_forms() -> str:
-    _load_builtins()
-    names = ", ".join(sorted(_NAMED))
+    names = ", ".join(sorted(h.name for h in hooks("name")))
     return (f"a registered name ({names}), py:package.module:attr, "
             "a local checkpoint file or directory, or a Hugging Face id in the local cache")
 
 
 def available_adapters() -> dict[str, str]:
     """Registered spec names and their one-line help."""
-    _load_builtins()
-    return {k: e.help for k, e in sorted(_NAMED.items())}
+    return {h.name: h.help for h in sorted(hooks("name"), key=lambda h: h.name)}
+
+
+# A spec ending like a weights file is a path, never a registered name or a hub id.
+_WEIGHT_SUFFIXES = {".safetensors", ".pth", ".pt", ".bin", ".ckpt"}
+
+
+@dataclass(frozen=True)
+class Spec:
+    """A parsed model spec. ``kind``: ``python`` (``target`` = module:attr), ``name`` (``name``, ``arg``),
+    ``path`` (an existing ``path``), ``missing-path`` (looks like a path, does not exist), ``hub``
+    (``text`` = org/model) or ``unknown``."""
+
+    kind: str
+    text: str
+    name: str = ""
+    arg: str | None = None
+    path: Path | None = None
+    target: str = ""
+
+
+def parse_spec(spec: str, names: Sequence[str] | None = None) -> Spec:
+    """Classify ``spec`` by its form alone (nothing is loaded). ``names``: the registered names (default:
+    every ``name`` hook)."""
+    if spec.startswith("py:"):
+        return Spec("python", spec, target=spec[3:])
+    names = [h.name for h in hooks("name")] if names is None else names
+    name, _, arg = spec.partition(":")
+    if name in names and not os.path.exists(spec):
+        return Spec("name", spec, name=name, arg=arg or None)
+    path = Path(spec).expanduser()
+    if path.exists():
+        return Spec("path", spec, path=path)
+    if spec.startswith((".", "/", "~")) or spec.count("/") > 1 or path.suffix in _WEIGHT_SUFFIXES:
+        return Spec("missing-path", spec, path=path)
+    if spec.count("/") == 1:
+        return Spec("hub", spec)
+    return Spec("unknown", spec)
 
 
 def load_adapter(spec: str | Adapter, *, image_shape: Sequence[int] | None = None,
@@ -124,29 +188,23 @@ def _check_device(device: str | torch.device) -> torch.device:
     return dev
 
 
-# A spec ending like a weights file is a path, never a registered name or a hub id.
-_WEIGHT_SUFFIXES = {".safetensors", ".pth", ".pt", ".bin", ".ckpt"}
-
-
 def _resolve(spec: str, **options: Any) -> Adapter:
-    _load_builtins()
-    if spec.startswith("py:"):
-        return _from_python(spec[3:], options)
-    name, _, arg = spec.partition(":")
-    if name in _NAMED and not os.path.exists(spec):
-        return _NAMED[name].loader(arg or None, **options)
-    path = Path(spec).expanduser()
-    if path.exists():
-        for _, detect, loader in _PATHS:
-            if detect(path):
-                return loader(path, **options)
-        raise AdapterError(f"{spec}: {_unrecognised(path)}")
-    if spec.startswith((".", "/", "~")) or spec.count("/") > 1 or path.suffix in _WEIGHT_SUFFIXES:
+    parsed = parse_spec(spec)
+    if parsed.kind == "python":
+        return _from_python(parsed.target, options)
+    if parsed.kind == "name":
+        return next(h for h in hooks("name") if h.name == parsed.name).loader(parsed.arg, **options)
+    if parsed.kind == "path":
+        for hook in hooks("path"):
+            if hook.match(parsed.path):
+                return hook.loader(parsed.path, **options)
+        raise AdapterError(f"{spec}: {_unrecognised(parsed.path)}")
+    if parsed.kind == "missing-path":
         raise AdapterError(f"{spec}: no such checkpoint file or folder (give a local checkpoint file or directory, "
                            "or a Hugging Face id in the local cache)")
-    if spec.count("/") == 1:
-        for resolver in _HUB:
-            adapter = resolver(spec, **options)
+    if parsed.kind == "hub":
+        for hook in hooks("hub"):
+            adapter = hook.loader(spec, **options)
             if adapter is not None:
                 return adapter
     raise AdapterError(f"unknown model {spec!r}: expected " + accepted_forms())

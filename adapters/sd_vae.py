@@ -20,9 +20,9 @@ from typing import Any, Sequence
 
 import torch
 
-from ._family import FamilyAdapter
+from .family import FamilyAdapter
 from .base import AdapterError, check_options
-from .hub import register_config_family
+from .registry import register_config_family
 from .safe_load import from_pretrained
 
 KL_CLASSES = ("AutoencoderKL", "AutoencoderKLFlux2")

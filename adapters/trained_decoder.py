@@ -1,6 +1,6 @@
 """A lightweight convolutional decoder fitted on a frozen encoder, and the adapter the pair becomes.
 
-``train_decoder`` fits :class:`ConvDecoder` to invert a :class:`~.timm_encoder.FrozenEncoder` on a set of
+``train_decoder`` fits :class:`ConvDecoder` to invert a :class:`~.frozen_encoder.FrozenEncoder` on a set of
 images (pixel MSE, Adam). Every epoch is checkpointed (``checkpoints/epoch_NNNN.safetensors`` with
 the optimizer state), so an interrupted run continues where it stopped and ends with the same
 weights as an uninterrupted one (the shuffling of epoch e is seeded by (seed, e)). The output
@@ -23,12 +23,12 @@ from safetensors import safe_open
 from safetensors.torch import load_file
 from torch import nn
 
-from latentfield.probe import io
+from . import atomic
 
-from ._family import FamilyAdapter
+from .family import FamilyAdapter
 from .base import AdapterError, check_options
-from .hub import register_config_family
-from .timm_encoder import FrozenEncoder, load_encoder
+from .registry import register_config_family
+from .frozen_encoder import FrozenEncoder, load_encoder
 
 FAMILY = "trained-decoder"
 
@@ -154,7 +154,7 @@ def train_decoder(encoder: FrozenEncoder, images: torch.Tensor, out: str | Path,
             raise AdapterError(f"{out} holds decoder training with other settings, encoder or images; "
                                "choose another --out or delete it")
     else:
-        io.write_text(run_file, json.dumps(settings, indent=1) + "\n")
+        atomic.write_text(run_file, json.dumps(settings, indent=1) + "\n")
     losses: list[float] = []
     start = 0
     done = sorted(ckpt_dir.glob("epoch_*.safetensors"))
@@ -185,20 +185,20 @@ def train_decoder(encoder: FrozenEncoder, images: torch.Tensor, out: str | Path,
         bar.set_postfix(mse=f"{losses[-1]:.4g}")
         tensors = {f"dec.{k}": v.detach().contiguous() for k, v in decoder.state_dict().items()}
         tensors.update(_optimizer_tensors(opt))
-        io.write_tensors(ckpt_dir / f"epoch_{epoch + 1:04d}.safetensors", tensors,
+        atomic.write_tensors(ckpt_dir / f"epoch_{epoch + 1:04d}.safetensors", tensors,
                          metadata={"epoch": str(epoch + 1), "losses": json.dumps(losses)})
         if on_epoch:
             on_epoch(epoch + 1, losses[-1])
     bar.close()
     decoder.eval()
-    io.write_tensors(out / "decoder.safetensors", decoder.state_dict())
+    atomic.write_tensors(out / "decoder.safetensors", decoder.state_dict())
     config = {"latentfield_family": FAMILY, "encoder": encoder.source,
               "encoder_relative": _relative_source(encoder.source, out),
               "encoder_fingerprint": encoder.weights_fingerprint, "decoder": decoder.config,
               "training": {"epochs": epochs, "batch_size": batch_size, "lr": lr, "seed": seed,
                            "n_images": len(images), "images": images_source, "mse": losses,
                            "wall_time_s_last_session": round(time.perf_counter() - t0, 2)}}
-    io.write_text(out / "config.json", json.dumps(config, indent=1) + "\n")  # last: marks a finished adapter
+    atomic.write_text(out / "config.json", json.dumps(config, indent=1) + "\n")  # last: marks a finished adapter
     return out
 
 

@@ -27,9 +27,9 @@ from typing import Any, Sequence
 
 import torch
 
-from ._family import FamilyAdapter
+from .family import FamilyAdapter
 from .base import AdapterError, check_options
-from .hub import register_config_family
+from .registry import register_config_family
 from .safe_load import from_pretrained
 
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)

@@ -61,7 +61,7 @@ def trained(d: Path) -> tuple[str, str]:
     import timm
     from safetensors.torch import save_file
 
-    from latentfield.adapters.timm_encoder import load_encoder
+    from latentfield.adapters.frozen_encoder import load_encoder
     from latentfield.adapters.trained_decoder import train_decoder
     model = timm.create_model("vit_small_patch16_224", pretrained=False, num_classes=0)
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(d / "vits.safetensors"))

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from latentfield.adapters.demo import DemoAdapter
-from latentfield.probe import io
+from latentfield.adapters import atomic
 from latentfield.probe.analyses.copying import calibrated_copying
 from latentfield.probe.analyses.memorization import memorization_coefficient
 from latentfield.probe.data import digits, noise_images
@@ -71,12 +71,12 @@ def finish(args: argparse.Namespace, name: str, tables: dict[str, list[dict[str,
            extra: dict[str, Any] | None = None) -> None:
     """Write table.json / table.md / run.json and print the markdown."""
     tables = {k: rnd(v) for k, v in tables.items()}
-    io.write_json(args.out / "table.json", {"experiment": name, "smoke": args.smoke, "tables": tables,
+    atomic.write_json(args.out / "table.json", {"experiment": name, "smoke": args.smoke, "tables": tables,
                                             **(rnd(extra) if extra else {})})
     md = "\n\n".join(f"**{k}**\n\n{markdown_table(v)}" for k, v in tables.items()) + "\n"
-    io.write_text(args.out / "table.md", md)
+    atomic.write_text(args.out / "table.md", md)
     wall = time.perf_counter() - args.t0
-    io.write_json(args.out / "run.json", {"command": " ".join(shlex.quote(a) for a in [sys.executable, *sys.argv]),
+    atomic.write_json(args.out / "run.json", {"command": " ".join(shlex.quote(a) for a in [sys.executable, *sys.argv]),
                                           "wall_time_s": round(wall, 1), "threads": args.threads})
     print(md)
     print(f"[{name}] wall time {wall:.1f} s, {args.threads} thread(s); results in {args.out}")

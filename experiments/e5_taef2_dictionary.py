@@ -26,7 +26,7 @@ from common import finish, parse_args, save_png  # noqa: E402
 from latentfield.adapters import load_adapter  # noqa: E402
 from latentfield.probe.analyses.dictionary import dictionary_test  # noqa: E402
 from latentfield.probe.attractors import deduplicate  # noqa: E402
-from latentfield.probe.errors import UsageError  # noqa: E402
+from latentfield.adapters.errors import UsageError  # noqa: E402
 from latentfield.probe.run import ProbeConfig, run_probe  # noqa: E402
 from latentfield.probe.seeds import make_seeds  # noqa: E402
 

@@ -8,7 +8,7 @@ import os
 import sys
 from typing import Sequence
 
-from .errors import USER_ERRORS
+from latentfield.adapters.errors import USER_ERRORS
 
 # Modules under probe/commands, in the order `latentfield --help` lists them. Each defines
 # ``register(subparsers)`` that adds a parser with ``set_defaults(func=run)``.

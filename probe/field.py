@@ -13,7 +13,7 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
-from .errors import UsageError
+from latentfield.adapters.errors import UsageError
 
 Map = Callable[[torch.Tensor], torch.Tensor]
 Box = tuple[float, float, float, float]  # (xmin, xmax, ymin, ymax) in latent units

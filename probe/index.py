@@ -19,8 +19,8 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from . import io
-from .errors import UsageError
+from latentfield.adapters import atomic
+from latentfield.adapters.errors import UsageError
 
 METRICS = ("cosine", "l2")
 KINDS = ("flat", "hnsw", "ivf", "auto")
@@ -200,12 +200,12 @@ class AttractorIndex:
         """Write the FAISS index to ``path`` and its metadata to ``path`` + ``.json``; returns the sidecar."""
         path = Path(path)
         faiss = _faiss()
-        io.write_bytes(path, faiss.serialize_index(self.index).tobytes())
+        atomic.write_bytes(path, faiss.serialize_index(self.index).tobytes())
         meta = {"format": FORMAT, "fingerprint": self.fingerprint, "dim": self.dim, "metric": self.metric,
                 "kind": self.kind, "n": len(self), "latentfield_version": _latentfield_version(),
                 "faiss_version": getattr(faiss, "__version__", "unknown"), **self.meta}
         sidecar = path.with_name(path.name + ".json")
-        io.write_json(sidecar, meta)
+        atomic.write_json(sidecar, meta)
         return sidecar
 
     @classmethod

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from . import io
+from latentfield.adapters import atomic
 
 _CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
@@ -45,8 +45,8 @@ class Report:
 
     def write(self, out: str | Path) -> tuple[Path, Path]:
         out = Path(out)
-        io.write_json(out / "report.json", self.data)
-        io.write_text(out / "report.html", self.html())
+        atomic.write_json(out / "report.json", self.data)
+        atomic.write_text(out / "report.html", self.html())
         return out / "report.json", out / "report.html"
 
 
@@ -81,7 +81,7 @@ def figure_png(fig: Any, dpi: int = 110) -> bytes:
 
 def write_figure(fig: Any, path: str | Path) -> None:
     """Matplotlib figure -> PNG file, written atomically (the figure is closed)."""
-    io.write_bytes(path, figure_png(fig))
+    atomic.write_bytes(path, figure_png(fig))
 
 
 def png_uri(img: Image.Image) -> str:
@@ -117,4 +117,4 @@ def save_grid(images: torch.Tensor, path: str | Path, ncol: int = 8, size: int =
     grid = Image.new("RGB", (min(ncol, len(tiles)) * (w + 2), rows * (h + 2)), "white")
     for i, t in enumerate(tiles):
         grid.paste(t, ((i % ncol) * (w + 2), (i // ncol) * (h + 2)))
-    io.write_bytes(path, png_bytes(grid))
+    atomic.write_bytes(path, png_bytes(grid))

@@ -23,11 +23,11 @@ from tqdm.auto import tqdm
 
 from latentfield.adapters import Adapter
 
-from . import io
+from latentfield.adapters import atomic
 from .attractors import basin_sizes, deduplicate, step_stats
 from .data import images_sha256
 from .engine import CONVERGED, DIVERGED, MAX_STEPS, SOLVERS, STATUS_NAMES, iterate, make_solver
-from .errors import UsageError
+from latentfield.adapters.errors import UsageError
 from .seeds import INITS, make_seeds
 
 # Fields that change how fast a run goes but not its result: a resumed run may change them.
@@ -281,7 +281,7 @@ def _prepare_dir(out: Path, key: dict[str, Any]) -> None:
             raise UsageError(f"{out} holds a probe with other settings, another model or other data; "
                              "choose another --out or delete it")
     else:
-        io.write_json(run_file, key)
+        atomic.write_json(run_file, key)
 
 
 def _run_chunk(adapter: Adapter, config: ProbeConfig, c: int, idx: range, data: torch.Tensor | None,
@@ -304,8 +304,8 @@ def _run_chunk(adapter: Adapter, config: ProbeConfig, c: int, idx: range, data: 
         part["captured_by"] = torch.from_numpy(np.where(res.captured_by >= 0, res.captured_by + idx.start, -1))
     if path is not None:
         if rec:
-            io.write_tensors(path.parent.parent / "trajectories" / path.name, _stack_records(rec))
-        io.write_tensors(path, {k: part[k] for k in ("end", "status", "steps", "last_sq_step", "captured_by")
+            atomic.write_tensors(path.parent.parent / "trajectories" / path.name, _stack_records(rec))
+        atomic.write_tensors(path, {k: part[k] for k in ("end", "status", "steps", "last_sq_step", "captured_by")
                                      if k in part},
                          metadata={"n_evals": str(part["n_evals"]), "wall": repr(part["wall"])})
     elif rec:
@@ -357,14 +357,14 @@ def _assemble(config: ProbeConfig, parts: list[dict[str, Any]], info: dict[str, 
 def save_result(result: ProbeResult, out: str | Path) -> None:
     """Write ``attractors.safetensors`` and ``summary.json`` into ``out``."""
     out = Path(out)
-    io.write_tensors(out / "attractors.safetensors", {
+    atomic.write_tensors(out / "attractors.safetensors", {
         "attractors": result.attractors, "attractors_euclid": result.attractors_euclid,
         "end_points": result.end_points, "status": torch.from_numpy(result.status),
         "steps": torch.from_numpy(result.steps), "labels": torch.from_numpy(result.labels),
         "labels_euclid": torch.from_numpy(result.labels_euclid),
     } | ({"last_sq_step": torch.from_numpy(result.last_sq_step)} if result.last_sq_step is not None else {}),
         metadata={"summary": json.dumps(result.summary())})
-    io.write_json(out / "summary.json", result.summary())
+    atomic.write_json(out / "summary.json", result.summary())
 
 
 def load_result(out: str | Path) -> ProbeResult:

@@ -7,7 +7,7 @@ from typing import Sequence
 
 import torch
 
-from .errors import UsageError
+from latentfield.adapters.errors import UsageError
 
 INITS = ("gaussian", "uniform", "orthogonal", "data")
 ORTHO_BLOCK = 512  # orthogonal seeds come in fixed blocks of min(d, 512) mutually orthogonal rows

@@ -74,7 +74,7 @@ def test_third_party_adapter_through_entry_point_group(tmp_path, monkeypatch):
     (dist / "entry_points.txt").write_text("[latentfield.adapters]\nhalver = lfplugin:load\n")
     monkeypatch.syspath_prepend(str(tmp_path))
     monkeypatch.setattr(registry, "_plugins_loaded", False)
-    monkeypatch.setattr(registry, "_NAMED", dict(registry._NAMED))
+    monkeypatch.setattr(registry, "_HOOKS", list(registry._HOOKS))
     assert "halver" in available_adapters()
     a = load_adapter("halver:0.25")
     assert isinstance(a, Adapter) and a.name == "halver:0.25"

@@ -11,7 +11,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from latentfield.adapters import AdapterError, load_adapter
-from latentfield.adapters.timm_encoder import load_encoder
+from latentfield.adapters.frozen_encoder import load_encoder
 from latentfield.adapters.trained_decoder import train_decoder
 from latentfield.probe.cli import main
 from latentfield.probe.data import load_images

@@ -8,7 +8,7 @@ from PIL import Image
 from safetensors.numpy import save_file
 
 from latentfield.probe.data import load_images
-from latentfield.probe.errors import UsageError
+from latentfield.adapters.errors import UsageError
 
 RNG = np.random.default_rng(0)
 

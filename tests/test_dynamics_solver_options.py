@@ -9,7 +9,7 @@ import torch
 from latentfield.adapters import TorchAutoencoder
 from latentfield.probe.cli import main
 from latentfield.probe.engine import make_solver
-from latentfield.probe.errors import UsageError
+from latentfield.adapters.errors import UsageError
 from latentfield.probe.run import ProbeConfig, run_probe
 from latentfield.probe.solvers import AndersonSolver
 

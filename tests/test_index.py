@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from latentfield.probe.errors import UsageError
+from latentfield.adapters.errors import UsageError
 from latentfield.probe.index import AttractorIndex
 
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from latentfield.adapters.demo import DemoAutoencoder, save_demo_checkpoint
-from latentfield.probe import io
+from latentfield.adapters import atomic
 
 
 def _mode(path):
@@ -19,9 +19,9 @@ def _mode(path):
 def test_atomic_files_follow_the_umask(tmp_path, mask):
     old = os.umask(mask)
     try:
-        io.write_json(tmp_path / "a.json", {"x": 1})
-        io.write_text(tmp_path / "b.html", "<p>hi</p>")
-        io.write_tensors(tmp_path / "c.safetensors", {"w": torch.ones(2)})
+        atomic.write_json(tmp_path / "a.json", {"x": 1})
+        atomic.write_text(tmp_path / "b.html", "<p>hi</p>")
+        atomic.write_tensors(tmp_path / "c.safetensors", {"w": torch.ones(2)})
     finally:
         os.umask(old)
     for name in ("a.json", "b.html", "c.safetensors"):  # safetensors' own save_file writes 0600

@@ -29,10 +29,10 @@ from tqdm.auto import tqdm
 
 from latentfield.adapters import Adapter
 
-from .. import io
+from latentfield.adapters import atomic
 from ..engine import CONVERGED, iterate
 from ..data import images_sha256
-from ..errors import UsageError
+from latentfield.adapters.errors import UsageError
 from ..index import AttractorIndex
 from ..latents import encode_unit
 from ..run import ProbeConfig, cache_dir, run_probe
@@ -232,7 +232,7 @@ def _cached(path: Path | None, key: str, compute: Callable[[], dict[str, np.ndar
                 return {name: z[name] for name in z.files if name != "key"}
     scores = compute()
     if path is not None:
-        io.write_bytes(path, _npz_bytes({**scores, "key": np.array(key)}))
+        atomic.write_bytes(path, _npz_bytes({**scores, "key": np.array(key)}))
     return scores
 
 
@@ -260,8 +260,8 @@ def export_scores(result: OODResult, out: str | Path) -> tuple[Path, Path]:
             lines.append(f"{name},{i},{int(sc['converged'][i])}," + ",".join(f"{sc[m][i]:.8g}" for m in METHODS))
         for m, v in sc.items():
             arrays[f"{name}/{m}"] = np.asarray(v)
-    io.write_text(out / "scores.csv", "\n".join(lines) + "\n")
-    io.write_bytes(out / "scores.npz", _npz_bytes(arrays))
+    atomic.write_text(out / "scores.csv", "\n".join(lines) + "\n")
+    atomic.write_bytes(out / "scores.npz", _npz_bytes(arrays))
     return out / "scores.csv", out / "scores.npz"
 
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from ..audit import audit, reference_sets
 from ..data import load_images
-from ..errors import UsageError
+from latentfield.adapters.errors import UsageError
 from ..run import describe_unconverged
 from .common import add_model_args, add_probe_args, model_from_args, probe_config
 

@@ -5,8 +5,9 @@ import argparse
 from typing import Sequence
 
 from latentfield.adapters import Adapter, load_adapter
+from latentfield.adapters.options import parse_option
 
-from ..errors import UsageError
+from latentfield.adapters.errors import UsageError
 from ..run import ProbeConfig
 
 
@@ -64,19 +65,11 @@ def image_shape(text: str) -> tuple[int, int, int]:
 
 
 def key_value(text: str) -> tuple[str, object]:
-    """``KEY=VALUE`` with VALUE parsed as bool/int/float when it looks like one, else kept as a string."""
-    key, sep, value = text.partition("=")
-    if not sep or not key.isidentifier():
-        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
-    low = value.lower()
-    if low in ("true", "false"):
-        return key, low == "true"
-    for cast in (int, float):
-        try:
-            return key, cast(value)
-        except ValueError:
-            pass
-    return key, value
+    """``KEY=VALUE`` for argparse (:func:`latentfield.adapters.options.parse_option`)."""
+    try:
+        return parse_option(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def model_from_args(args: argparse.Namespace, spec: str | None = None,

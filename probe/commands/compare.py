@@ -8,11 +8,11 @@ import numpy as np
 
 from latentfield.adapters import Adapter
 
-from .. import io
+from latentfield.adapters import atomic
 from ..analyses.compare import (MATCH_THRESHOLD, chamfer_similarity, heatmap_figure, matched_fraction, pairwise,
                                 permutation_null, randomly_initialised)
 from ..data import fit_to_shape
-from ..errors import UsageError
+from latentfield.adapters.errors import UsageError
 from ..latents import decode_unit, encode_unit
 from ..report import write_figure
 from ..run import cache_dir, run_probe
@@ -101,7 +101,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"{n} vs its random init: Chamfer {v['chamfer']:.3f}, matched {v['matched_fraction']:.3f}")
     if args.out:
         out = Path(args.out)
-        io.write_json(out / "compare.json", {"space": space, "embed": args.embed, "models": names,
+        atomic.write_json(out / "compare.json", {"space": space, "embed": args.embed, "models": names,
                                              "n_attractors": [len(s) for s in sets], "threshold": args.threshold,
                                              "chamfer": mats["chamfer"], "matched_fraction": mats["matched_fraction"],
                                              "pairs": pairs, "null_random_init": nulls})
@@ -110,7 +110,7 @@ def run(args: argparse.Namespace) -> int:
             nl = r.get("null_permute", {})
             lines.append(f"{r['a']},{r['b']},{r['chamfer']:.6f},{r['matched_fraction']:.6f},"
                          f"{nl.get('chamfer_mean', '')},{nl.get('chamfer_std', '')}")
-        io.write_text(out / "compare.csv", "\n".join(lines) + "\n")
+        atomic.write_text(out / "compare.csv", "\n".join(lines) + "\n")
         write_figure(heatmap_figure(mats["chamfer"], names, f"symmetric Chamfer similarity ({space})"), out / "heatmap.png")
         print(f"wrote {out}/compare.json, {out}/compare.csv, {out}/heatmap.png")
     return 0

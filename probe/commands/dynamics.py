@@ -4,10 +4,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from .. import io
+from latentfield.adapters import atomic
 from ..analyses.dynamics import dynamics_figure, training_dynamics
 from ..data import load_images
-from ..errors import UsageError
+from latentfield.adapters.errors import UsageError
 from ..report import write_figure
 from .common import add_probe_args, image_shape, model_from_args, probe_config
 
@@ -40,7 +40,7 @@ def run(args: argparse.Namespace) -> int:
                              cache=Path(args.out) / "cache" if args.out else None)
     if args.out:
         out = Path(args.out)
-        io.write_json(out / "dynamics.json", {"checkpoints": list(args.checkpoints), "reference": args.reference,
+        atomic.write_json(out / "dynamics.json", {"checkpoints": list(args.checkpoints), "reference": args.reference,
                                               "rows": rows})
         write_figure(dynamics_figure(rows), out / "dynamics.png")
         print(f"wrote {out}/dynamics.json and {out}/dynamics.png")

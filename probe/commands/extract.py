@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .. import io
+from latentfield.adapters import atomic
 from ..analyses.dictionary import dictionary_figure, dictionary_test
 from ..data import load_images
 from ..index import AttractorIndex
@@ -36,7 +36,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..errors import UsageError
+    from latentfield.adapters.errors import UsageError
     if args.dictionary and not args.reference:
         raise UsageError("--dictionary needs --reference DATA (images to rebuild)")
     adapter = model_from_args(args)
@@ -49,10 +49,10 @@ def run(args: argparse.Namespace) -> int:
     entries = []
     for rank, (k, img) in enumerate(zip(order, decoded)):
         name = f"attractors/{rank:05d}.png"
-        io.write_bytes(out / name, png_bytes(to_pil(img)))
+        atomic.write_bytes(out / name, png_bytes(to_pil(img)))
         entries.append({"file": name, "rank": rank, "attractor": int(k), "basin_size": int(sizes[rank]),
                         "latent_norm": float(attractors[rank].norm())})
-    io.write_tensors(out / "attractors.safetensors", {"attractors": attractors.contiguous(),
+    atomic.write_tensors(out / "attractors.safetensors", {"attractors": attractors.contiguous(),
                                                       "basin_sizes": torch.from_numpy(sizes.copy())},
                      metadata={"fingerprint": adapter.fingerprint, "model": adapter.name})
     if len(attractors):
@@ -65,10 +65,10 @@ def run(args: argparse.Namespace) -> int:
         images = load_images(args.reference, adapter.image_shape, limit=args.limit)
         dico = dictionary_test(adapter, attractors, images) if len(attractors) else None
         if dico is not None:
-            io.write_json(out / "dictionary.json", dico)
+            atomic.write_json(out / "dictionary.json", dico)
             write_figure(dictionary_figure(dico), out / "dictionary.png")
             manifest["dictionary"] = "dictionary.json"
-    io.write_json(out / "manifest.json", manifest)
+    atomic.write_json(out / "manifest.json", manifest)
     print(f"{adapter.name}: {len(result.status)} seeds -> {len(attractors)} attractors; wrote {out}/attractors/, "
           f"{out}/manifest.json, {out}/attractors.safetensors" + (", dictionary.json" if "dictionary" in manifest else ""))
     if note := describe_unconverged(result.summary()):

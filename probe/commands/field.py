@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 
 from ..data import load_images
-from ..errors import UsageError
+from latentfield.adapters.errors import UsageError
 from ..field import check_figure_suffix, field_figure, save_figure, split_trajectories
 from ..run import run_probe
 from .common import add_model_args, add_probe_args, model_from_args, probe_config

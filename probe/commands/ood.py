@@ -4,10 +4,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from .. import io
+from latentfield.adapters import atomic
 from ..analyses.ood import IterationSettings, export_scores, ood_benchmark, split_heldout
 from ..data import load_images
-from ..errors import UsageError
+from latentfield.adapters.errors import UsageError
 from .common import add_model_args, model_from_args
 
 
@@ -57,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"{t:<16} {m:<14} {v['auroc']:7.3f} {v['fpr95']:7.3f} {v['aupr_in']:8.3f} {v['aupr_out']:8.3f}")
     if args.out:
         out = Path(args.out)
-        io.write_json(out / "ood.json", {"model": adapter.name, "fingerprint": adapter.fingerprint, **data})
+        atomic.write_json(out / "ood.json", {"model": adapter.name, "fingerprint": adapter.fingerprint, **data})
         export_scores(res, out)
         print(f"wrote {out}/ood.json, {out}/scores.csv, {out}/scores.npz")
     return 0

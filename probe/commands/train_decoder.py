@@ -37,7 +37,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from latentfield.adapters import load_adapter
-    from latentfield.adapters.timm_encoder import load_encoder, parse_model_args
+    from latentfield.adapters.frozen_encoder import load_encoder, parse_model_args
     from latentfield.adapters.trained_decoder import train_decoder
     encoder = load_encoder(args.encoder, args.checkpoint, parse_model_args(args.model_arg))
     shape = args.image_shape or (3, encoder.native_size, encoder.native_size)

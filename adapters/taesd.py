@@ -23,9 +23,9 @@ from typing import Any, Sequence
 import torch
 from torch import nn
 
-from ._family import FamilyAdapter
+from .family import FamilyAdapter
 from .base import AdapterError, check_options
-from .hub import register_config_family
+from .registry import register_config_family
 from .registry import register_path_loader
 from .safe_load import PICKLE_SUFFIXES, from_pretrained, load_state_dict
 

@@ -9,7 +9,6 @@ becomes an adapter once a decoder is trained for it (``latentfield train-decoder
 """
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 from typing import Any, Sequence
@@ -18,7 +17,8 @@ import torch
 from torch import nn
 
 from .base import AdapterError, check_options, fingerprint_tensors
-from .registry import register_adapter
+from .options import parse_options
+from .registry import parse_spec, register_adapter
 from .safe_load import from_pretrained, load_state_dict
 from .vit_mae import IMAGENET_MEAN, IMAGENET_STD, pixel_stats
 
@@ -73,17 +73,11 @@ class FrozenEncoder(nn.Module):
 
 
 def parse_model_args(items: Sequence[str] | None) -> dict[str, Any]:
-    """``["img_size=32", "depth=2"]`` -> {"img_size": 32, "depth": 2} (values read as JSON when they parse)."""
-    out: dict[str, Any] = {}
-    for item in items or ():
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise AdapterError(f"model argument {item!r}: expected KEY=VALUE")
-        try:
-            out[key] = json.loads(value)
-        except json.JSONDecodeError:
-            out[key] = value
-    return out
+    """``["img_size=32", "depth=2"]`` -> {"img_size": 32, "depth": 2} (see :func:`~.options.parse_option`)."""
+    try:
+        return parse_options(items)
+    except ValueError as e:
+        raise AdapterError(f"model argument: {e}") from None
 
 
 def load_timm_encoder(name: str, checkpoint: str | Path | None, model_args: dict[str, Any] | None = None) -> FrozenEncoder:
@@ -145,14 +139,14 @@ def load_transformers_encoder(directory: str | Path) -> FrozenEncoder:
 def load_encoder(spec: str, checkpoint: str | Path | None = None,
                  model_args: dict[str, Any] | None = None) -> FrozenEncoder:
     """``timm:NAME`` (+ checkpoint), a transformers directory, or an ``org/model`` id in the local HF cache."""
-    if spec.startswith("timm:"):
-        return load_timm_encoder(spec[5:], checkpoint, model_args)
-    path = Path(spec).expanduser()
-    if path.is_dir():
-        if not (path / "config.json").is_file():
+    parsed = parse_spec(spec, names=("timm",))
+    if parsed.kind == "name":
+        return load_timm_encoder(parsed.arg or "", checkpoint, model_args)
+    if parsed.kind == "path" and parsed.path.is_dir():
+        if not (parsed.path / "config.json").is_file():
             raise AdapterError(f"{spec}: no config.json here (expected a transformers vision model directory)")
-        return load_transformers_encoder(path)
-    if spec.count("/") == 1 and not path.exists():
+        return load_transformers_encoder(parsed.path)
+    if parsed.kind == "hub":
         from .hub import cached_snapshot
         return load_transformers_encoder(cached_snapshot(spec))
     raise AdapterError(f"{spec}: expected timm:NAME, a transformers model directory or a cached org/model id")
