@@ -84,7 +84,7 @@ def load_timm_encoder(name: str, checkpoint: str | Path | None, model_args: dict
     """``timm.create_model(name, pretrained=False, num_classes=0, **model_args)`` + weights from ``checkpoint``."""
     import timm
     if checkpoint is None:
-        raise AdapterError(f"timm:{name} needs a weights file (--checkpoint FILE, .safetensors preferred); "
+        raise AdapterError(f"timm:{name} needs a weights file (`checkpoint`, .safetensors preferred); "
                            "latentfield never downloads weights")
     model_args = dict(model_args or {})
     try:

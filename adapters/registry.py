@@ -182,7 +182,7 @@ def _check_device(device: str | torch.device) -> torch.device:
     usable = {"cuda": torch.cuda.is_available, "mps": torch.backends.mps.is_available}.get(dev.type)
     if usable is not None and not usable():
         raise AdapterError(f"device {str(device)!r} is not available on this machine "
-                           f"(torch finds no {dev.type.upper()} device); use --device cpu")
+                           f"(torch finds no {dev.type.upper()} device); use `device` cpu")
     if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
         raise AdapterError(f"device {str(device)!r}: this machine has {torch.cuda.device_count()} CUDA device(s)")
     return dev

@@ -152,7 +152,7 @@ def train_decoder(encoder: FrozenEncoder, images: torch.Tensor, out: str | Path,
     if run_file.exists():
         if json.loads(run_file.read_text()) != json.loads(json.dumps(settings)):
             raise AdapterError(f"{out} holds decoder training with other settings, encoder or images; "
-                               "choose another --out or delete it")
+                               "choose another `out` or delete it")
     else:
         atomic.write_text(run_file, json.dumps(settings, indent=1) + "\n")
     losses: list[float] = []

@@ -13,8 +13,8 @@ import torch
 
 from latentfield.adapters import load_adapter
 from latentfield.probe.engine import CONVERGED
-from latentfield.probe.run import ProbeConfig, run_probe
-from latentfield.probe.seeds import make_seeds
+from latentfield.probe.rundir import ProbeConfig, run_probe
+from latentfield.probe.engine.seeds import make_seeds
 
 
 def best_of(fn, repeats: int = 3) -> float:

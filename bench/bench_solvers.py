@@ -22,7 +22,7 @@ import torch
 
 from latentfield.adapters import load_adapter
 from latentfield.probe.commands.common import key_value
-from latentfield.probe.run import ProbeConfig, run_probe
+from latentfield.probe.rundir import ProbeConfig, run_probe
 
 
 def overlap(a: torch.Tensor, b: torch.Tensor, threshold: float = 0.99) -> int:

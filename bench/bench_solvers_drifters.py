@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from latentfield.adapters import load_adapter
-from latentfield.probe.run import ProbeConfig, run_probe
+from latentfield.probe.rundir import ProbeConfig, run_probe
 
 
 def main() -> None:

@@ -29,9 +29,9 @@ import torch
 
 from latentfield.adapters import load_adapter
 from latentfield.probe.data import load_images
-from latentfield.probe.latents import encode_unit
-from latentfield.probe.seeds import make_seeds
-from latentfield.probe.stability import JacobianOperator
+from latentfield.probe.engine.latents import encode_unit
+from latentfield.probe.engine.seeds import make_seeds
+from latentfield.probe.engine.stability import JacobianOperator
 
 SPECTRUM_MAX_DIM = 512  # dense Jacobians: d jvps per point
 

@@ -21,9 +21,9 @@ from latentfield.adapters import atomic
 from latentfield.probe.analyses.copying import calibrated_copying
 from latentfield.probe.analyses.memorization import memorization_coefficient
 from latentfield.probe.data import digits, noise_images
-from latentfield.probe.demo_training import DemoRecipe, train_demo, training_subset
-from latentfield.probe.latents import decode_unit
-from latentfield.probe.run import ProbeConfig, ProbeResult, run_probe
+from latentfield.probe.workflows.train_demo import DemoRecipe, train_demo, training_subset
+from latentfield.probe.engine.latents import decode_unit
+from latentfield.probe.rundir import ProbeConfig, ProbeResult, run_probe
 
 DIGITS = 4  # significant digits in tables: enough to read, stable across reruns on one machine
 

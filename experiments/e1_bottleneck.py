@@ -18,7 +18,7 @@ import numpy as np  # noqa: E402
 
 from common import finish, memorization_row, noise_probe, parse_args, save_png, train, train_images  # noqa: E402
 from latentfield.probe.data import digits  # noqa: E402
-from latentfield.probe.demo_training import DemoRecipe  # noqa: E402
+from latentfield.probe.workflows.train_demo import DemoRecipe  # noqa: E402
 
 FULL = dict(ks=(2, 4, 8, 16, 32, 64), n_train=1500, epochs=20, n_seeds=128, max_steps=3000)
 SMOKE = dict(ks=(2, 8), n_train=64, epochs=1, n_seeds=8, max_steps=30)

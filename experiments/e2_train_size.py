@@ -18,7 +18,7 @@ import numpy as np  # noqa: E402
 
 from common import finish, memorization_row, noise_probe, parse_args, save_png, train, train_images  # noqa: E402
 from latentfield.probe.data import digits  # noqa: E402
-from latentfield.probe.demo_training import DemoRecipe  # noqa: E402
+from latentfield.probe.workflows.train_demo import DemoRecipe  # noqa: E402
 
 FULL = dict(k=16, sizes=(32, 64, 128, 256, 512, 1500), steps=600, n_seeds=128, max_steps=3000)
 SMOKE = dict(k=8, sizes=(16, 32), steps=4, n_seeds=8, max_steps=30)

@@ -26,9 +26,9 @@ from latentfield.probe.analyses.compare import chamfer_similarity  # noqa: E402
 from latentfield.probe.analyses.copying import copy_rate, copy_threshold  # noqa: E402
 from latentfield.probe.analyses.memorization import memorization_coefficient  # noqa: E402
 from latentfield.probe.data import digits  # noqa: E402
-from latentfield.probe.demo_training import DemoRecipe  # noqa: E402
-from latentfield.probe.latents import decode_unit  # noqa: E402
-from latentfield.probe.run import ProbeConfig, run_probe  # noqa: E402
+from latentfield.probe.workflows.train_demo import DemoRecipe  # noqa: E402
+from latentfield.probe.engine.latents import decode_unit  # noqa: E402
+from latentfield.probe.rundir import ProbeConfig, run_probe  # noqa: E402
 
 FULL = dict(k=16, n_train=128, epochs=300, batch_size=32, checkpoints=(1, 3, 10, 30, 100, 200, 300),
             n_seeds=128, max_steps=3000)

@@ -18,9 +18,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import numpy as np  # noqa: E402
 
 from common import finish, parse_args, save_png, train  # noqa: E402
-from latentfield.probe.analyses.ood import METHODS, IterationSettings, ood_benchmark  # noqa: E402
+from latentfield.probe.workflows.ood import METHODS, ProbeConfig, ood_benchmark  # noqa: E402
 from latentfield.probe.data import digits, faces, fit_to_shape, noise_images  # noqa: E402
-from latentfield.probe.demo_training import DemoRecipe  # noqa: E402
+from latentfield.probe.workflows.train_demo import DemoRecipe  # noqa: E402
 
 FULL = dict(k=16, n_train=1500, epochs=20, n_fit=500, n_in_test=297, n_ood=200, max_steps=3000)
 SMOKE = dict(k=8, n_train=64, epochs=1, n_fit=32, n_in_test=16, n_ood=16, max_steps=30)
@@ -56,7 +56,7 @@ def main(argv=None) -> None:
     in_test = digits("test")[0][:s["n_in_test"]]
     tests = {"faces": fit_to_shape(faces()[:s["n_ood"]], (1, 32, 32)),
              "noise": noise_images(s["n_ood"], (1, 32, 32), seed=1)}
-    settings = IterationSettings(tol=1e-6, max_steps=s["max_steps"], batch_size=256)
+    settings = ProbeConfig(tol=1e-6, max_steps=s["max_steps"], batch_size=256)
     res = ood_benchmark(adapter, fit, in_test, tests, settings, progress=not args.quiet)
     rows = [{"method": m, **{f"{t} {metric}": res.metrics[t][m][metric] for t in tests for metric in ("auroc", "fpr95")}}
             for m in METHODS]

@@ -25,10 +25,10 @@ import torch  # noqa: E402
 from common import finish, parse_args, save_png  # noqa: E402
 from latentfield.adapters import load_adapter  # noqa: E402
 from latentfield.probe.analyses.dictionary import dictionary_test  # noqa: E402
-from latentfield.probe.attractors import deduplicate  # noqa: E402
+from latentfield.probe.engine.attractors import deduplicate  # noqa: E402
 from latentfield.adapters.errors import UsageError  # noqa: E402
-from latentfield.probe.run import ProbeConfig, run_probe  # noqa: E402
-from latentfield.probe.seeds import make_seeds  # noqa: E402
+from latentfield.probe.rundir import ProbeConfig, run_probe  # noqa: E402
+from latentfield.probe.engine.seeds import make_seeds  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_WEIGHTS = Path(os.environ.get("LATENTFIELD_TAEF2_DIR", ROOT.parent / "shared" / "weights" / "taef2"))

@@ -20,10 +20,11 @@ import torch  # noqa: E402
 from common import finish, parse_args, save_png, train  # noqa: E402
 from latentfield.probe.analyses.memorization import max_cosine  # noqa: E402
 from latentfield.probe.data import digits  # noqa: E402
-from latentfield.probe.demo_training import DemoRecipe  # noqa: E402
-from latentfield.probe.field import auto_box, field_figure, split_trajectories  # noqa: E402
-from latentfield.probe.latents import decode_unit  # noqa: E402
-from latentfield.probe.run import ProbeConfig, run_probe  # noqa: E402
+from latentfield.probe.workflows.train_demo import DemoRecipe  # noqa: E402
+from latentfield.probe.analyses.field import auto_box, split_trajectories  # noqa: E402
+from latentfield.probe.report.field_plot import field_figure  # noqa: E402
+from latentfield.probe.engine.latents import decode_unit  # noqa: E402
+from latentfield.probe.rundir import ProbeConfig, run_probe  # noqa: E402
 
 FULL = dict(n_train=1500, epochs=20, n_seeds=256, max_steps=3000, n_paths=12, grid=60)
 SMOKE = dict(n_train=64, epochs=1, n_seeds=8, max_steps=30, n_paths=3, grid=8)

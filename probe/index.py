@@ -22,6 +22,8 @@ import torch
 from latentfield.adapters import atomic
 from latentfield.adapters.errors import UsageError
 
+from .rundir.environment import package_version
+
 METRICS = ("cosine", "l2")
 KINDS = ("flat", "hnsw", "ivf", "auto")
 AUTO_APPROX = 1_000_000  # "auto" switches from exact to HNSW above this many indexed vectors
@@ -42,14 +44,6 @@ def as_matrix(x: torch.Tensor | np.ndarray) -> np.ndarray:
         x = x.detach().cpu().float().numpy()
     x = np.asarray(x, dtype=np.float32)
     return np.ascontiguousarray(x.reshape(len(x), int(np.prod(x.shape[1:])) if x.ndim > 1 else 1))
-
-
-def _latentfield_version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-    try:
-        return version("latentfield")
-    except PackageNotFoundError:
-        return "unknown"
 
 
 class AttractorIndex:
@@ -202,7 +196,7 @@ class AttractorIndex:
         faiss = _faiss()
         atomic.write_bytes(path, faiss.serialize_index(self.index).tobytes())
         meta = {"format": FORMAT, "fingerprint": self.fingerprint, "dim": self.dim, "metric": self.metric,
-                "kind": self.kind, "n": len(self), "latentfield_version": _latentfield_version(),
+                "kind": self.kind, "n": len(self), "latentfield_version": package_version("latentfield"),
                 "faiss_version": getattr(faiss, "__version__", "unknown"), **self.meta}
         sidecar = path.with_name(path.name + ".json")
         atomic.write_json(sidecar, meta)

@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 
 from latentfield.adapters import AdapterError, load_adapter
-from latentfield.probe.run import ProbeConfig, run_probe
+from latentfield.probe.rundir import ProbeConfig, run_probe
 
 
 @pytest.fixture(scope="module")

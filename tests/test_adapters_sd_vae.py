@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from latentfield.adapters import AdapterError, load_adapter
-from latentfield.probe.run import ProbeConfig, run_probe
+from latentfield.probe.rundir import ProbeConfig, run_probe
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from latentfield.adapters import AdapterError, load_adapter
 from latentfield.adapters.taesd import TinyAdapter, taesd_decoder, taesd_encoder
 from latentfield.probe.engine import CONVERGED, DIVERGED, MAX_STEPS
-from latentfield.probe.run import ProbeConfig, run_probe
+from latentfield.probe.rundir import ProbeConfig, run_probe
 
 
 def _psnr(a: torch.Tensor, b: torch.Tensor) -> float:

@@ -15,7 +15,7 @@ from latentfield.adapters.frozen_encoder import load_encoder
 from latentfield.adapters.trained_decoder import train_decoder
 from latentfield.probe.cli import main
 from latentfield.probe.data import load_images
-from latentfield.probe.run import ProbeConfig, run_probe
+from latentfield.probe.rundir import ProbeConfig, run_probe
 
 TIMM = "vit_tiny_patch16_224"
 TIMM_ARGS = {"img_size": 32, "patch_size": 8, "embed_dim": 32, "depth": 1, "num_heads": 2}

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from latentfield.adapters import AdapterError, load_adapter
-from latentfield.probe.run import ProbeConfig, run_probe
+from latentfield.probe.rundir import ProbeConfig, run_probe
 
 
 def _save_mae(path, norm_pix_loss=False):

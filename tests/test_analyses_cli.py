@@ -9,7 +9,7 @@ import torch
 
 from latentfield.adapters.demo import save_demo_checkpoint
 from latentfield.probe.cli import main
-from latentfield.probe.demo_training import DemoRecipe, train_demo
+from latentfield.probe.workflows.train_demo import DemoRecipe, train_demo
 from latentfield.probe.index import AttractorIndex
 
 FAST = ["--max-steps", "150", "--tol", "1e-5", "--quiet"]
@@ -80,8 +80,8 @@ def test_compare_and_dynamics(checkpoints, tmp_path, monkeypatch):
     assert len(rows) == 3 and all(r["n_attractors"] >= 0 for r in rows)
     assert (dyn / "dynamics.png").exists()
     # Rerun: every probe is read back from OUT/cache (none is iterated again), same numbers.
-    import latentfield.probe.run as run_mod
-    monkeypatch.setattr(run_mod, "_run_chunk", lambda *a, **k: pytest.fail("a finished probe ran again"))
+    from latentfield.probe.rundir import ProbeRun
+    monkeypatch.setattr(ProbeRun, "run_chunk", lambda *a, **k: pytest.fail("a finished probe ran again"))
     assert main(compare) == 0 and json.loads((out / "compare.json").read_text())["chamfer"] == data["chamfer"]
     assert main(dynamics) == 0 and json.loads((dyn / "dynamics.json").read_text())["rows"] == rows
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from latentfield.probe.analyses.compare import (chamfer_similarity, compare_sets, matched_fraction, pairwise,
-                                                randomly_initialised)
+from latentfield.probe.analyses.compare import chamfer_similarity, compare_sets, matched_fraction, pairwise
+from latentfield.probe.workflows.compare import randomly_initialised
 
 
 def _brute_chamfer(a: np.ndarray, b: np.ndarray) -> float:

@@ -10,9 +10,10 @@ from latentfield.adapters import load_adapter
 from latentfield.probe.analyses.copying import calibrated_copying, copy_threshold, generalization_entropy
 from latentfield.probe.analyses.dictionary import dictionary_test
 from latentfield.probe.analyses.memorization import memorization_coefficient
-from latentfield.probe.audit import decode_unit, reference_sets
+from latentfield.probe.engine.latents import decode_unit
+from latentfield.probe.workflows.audit import reference_sets
 from latentfield.probe.data import digits, noise_images
-from latentfield.probe.run import ProbeConfig, run_probe
+from latentfield.probe.rundir import ProbeConfig, run_probe
 
 
 def test_copy_rate_on_known_copies():

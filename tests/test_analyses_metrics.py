@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import average_precision_score, roc_auc_score
 
-from latentfield.probe.analyses.metrics import aupr_in, aupr_out, auroc, fpr_at_tpr, ood_metrics
+from latentfield.probe.analyses.ood_metrics import aupr_in, aupr_out, auroc, fpr_at_tpr, ood_metrics
 
 
 def _fpr95_by_definition(s_in: np.ndarray, s_out: np.ndarray) -> float:

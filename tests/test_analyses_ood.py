@@ -7,8 +7,7 @@ import pytest
 import torch
 
 from latentfield.adapters import TorchAutoencoder, load_adapter
-from latentfield.probe.analyses.ood import (METHODS, IterationSettings, export_scores, ood_benchmark,
-                                            trajectory_scores)
+from latentfield.probe.workflows.ood import METHODS, ProbeConfig, export_scores, ood_benchmark, trajectory_scores
 from latentfield.probe.data import digits, load_images
 from latentfield.probe.index import AttractorIndex
 
@@ -20,7 +19,7 @@ def test_trajectory_features_match_closed_form():
     model = TorchAutoencoder(lambda x: x.flatten(1), lambda z: (a + r * (z - a)).view(-1, 1, 1, 4), image_shape=(1, 1, 4))
     z0 = a + torch.tensor([[2.0, 0, 0, 0], [0, -4.0, 0, 0], [0, 0, 0, 0.25]])
     tol = 1e-8
-    out = trajectory_scores(model, z0, AttractorIndex.build(a[None], "l2"), IterationSettings(tol=tol, max_steps=500))
+    out = trajectory_scores(model, z0, AttractorIndex.build(a[None], "l2"), ProbeConfig(tol=tol, max_steps=500))
     d0 = (z0 - a).norm(dim=1).double().numpy()
     # stop at the first T with ||z_T - z_{T-1}||^2 = (r^(T-1) (1 - r) d0)^2 < tol
     T = np.array([next(t for t in range(1, 500) if (r ** (t - 1) * (1 - r) * d) ** 2 < tol) for d in d0])
@@ -39,7 +38,7 @@ def digits_vs_noise_and_faces():
     x_train, x_test = digits("train")[0][:200], digits("test")[0][:100]
     tests = {"noise": load_images("noise", (1, 32, 32))[:100], "faces": load_images("faces", (1, 32, 32))[:100]}
     # 300 steps: most demo trajectories converge by then (median ~280 from noise seeds)
-    return ood_benchmark(model, x_train, x_test, tests, IterationSettings(max_steps=300), k=10)
+    return ood_benchmark(model, x_train, x_test, tests, ProbeConfig(max_steps=300), k=10)
 
 
 def test_digits_vs_noise_and_faces(digits_vs_noise_and_faces, tmp_path):
@@ -73,7 +72,7 @@ def test_large_latents_use_a_pca_subspace_for_mahalanobis():
     pattern = torch.rand(8, 600)
     x_in = (center + 0.1 * torch.rand(160, 8) @ pattern).clamp(0, 1).view(-1, 1, 20, 30)
     x_out = torch.rand(40, 1, 20, 30)
-    res = ood_benchmark(model, x_in[:120], x_in[120:], {"uniform": x_out}, IterationSettings(tol=1e-6, max_steps=100))
+    res = ood_benchmark(model, x_in[:120], x_in[120:], {"uniform": x_out}, ProbeConfig(tol=1e-6, max_steps=100))
     assert res.info["n_in_attractors"] == 1
     m = res.metrics["uniform"]
     assert m["mahalanobis"]["auroc"] > 0.95 and m["knn"]["auroc"] > 0.95
@@ -81,11 +80,11 @@ def test_large_latents_use_a_pca_subspace_for_mahalanobis():
 
 
 def test_cache_resumes_and_recomputes_only_what_changed(tmp_path, monkeypatch):
-    import latentfield.probe.analyses.ood as ood
+    import latentfield.probe.workflows.ood as ood
     model = load_adapter("demo:generalize")
     x, _ = digits("all")
     noise = load_images("noise", model.image_shape)[:20]
-    settings = IterationSettings(tol=1e-6, max_steps=200)
+    settings = ProbeConfig(tol=1e-6, max_steps=200)
     first = ood_benchmark(model, x[:40], x[40:60], {"noise": noise}, settings, cache=tmp_path)
     assert sorted(p.name for p in (tmp_path / "scores").iterdir()) == ["in-distribution.npz", "noise.npz"]
 
@@ -104,6 +103,6 @@ def test_cache_resumes_and_recomputes_only_what_changed(tmp_path, monkeypatch):
     assert calls == [10]  # only the set whose images changed
     assert len(changed.scores["noise"]["trajectory"]) == 10
     # Other settings: a new fit and new scores, not a refusal by the old run directory.
-    ood_benchmark(model, x[:40], x[40:60], {"noise": noise[:10]}, IterationSettings(tol=1e-5, max_steps=200),
+    ood_benchmark(model, x[:40], x[40:60], {"noise": noise[:10]}, ProbeConfig(tol=1e-5, max_steps=200),
                   cache=tmp_path)
     assert calls == [10, 20, 10] and len(list((tmp_path / "fit").iterdir())) == 2

@@ -11,9 +11,10 @@ import torch
 
 from latentfield.adapters import load_adapter
 from latentfield.probe.analyses.memorization import memorization_coefficient
-from latentfield.probe.audit import decode_unit, reference_sets
-from latentfield.probe.demo_training import RECIPES, DemoRecipe, train_demo, training_subset
-from latentfield.probe.run import ProbeConfig, run_probe
+from latentfield.probe.engine.latents import decode_unit
+from latentfield.probe.workflows.audit import reference_sets
+from latentfield.probe.workflows.train_demo import RECIPES, DemoRecipe, train_demo, training_subset
+from latentfield.probe.rundir import ProbeConfig, run_probe
 
 
 def coefficient(spec: str) -> tuple[float, float]:

@@ -8,10 +8,10 @@ import pytest
 import torch
 
 from latentfield.adapters import TorchAutoencoder
-from latentfield.probe.attractors import deduplicate
+from latentfield.probe.engine.attractors import deduplicate
 from latentfield.probe.engine import CONVERGED, DIVERGED, MAX_STEPS, iterate
-from latentfield.probe.run import ProbeConfig, run_probe
-from latentfield.probe.seeds import make_seeds
+from latentfield.probe.rundir import ProbeConfig, run_probe
+from latentfield.probe.engine.seeds import make_seeds
 
 
 def vector_map(fn, dim: int) -> TorchAutoencoder:

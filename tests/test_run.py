@@ -14,9 +14,11 @@ import numpy as np
 import pytest
 import torch
 
-import latentfield.probe.run as run_mod
+from latentfield.probe.engine.types import MAX_STEPS
+from latentfield.probe.report.messages import describe_unconverged
+from latentfield.probe.rundir import ProbeRun, load_trajectories
 from latentfield.adapters import load_adapter
-from latentfield.probe.run import ProbeConfig, load_result, run_probe
+from latentfield.probe.rundir import ProbeConfig, load_result, run_probe
 
 from models import random_conv_ae
 
@@ -41,7 +43,7 @@ def test_resume_after_interrupt_equals_uninterrupted_run(tmp_path, monkeypatch):
     cfg = dict(n_seeds=40, chunk_size=10, max_steps=300, record_every=5)
     full = run_probe(adapter, ProbeConfig(**cfg), out=tmp_path / "full", progress=False)
 
-    real_run_chunk, calls = run_mod._run_chunk, []
+    real_run_chunk, calls = ProbeRun.run_chunk, []
 
     def interrupted(*args, **kwargs):
         if len(calls) == 2:
@@ -49,19 +51,19 @@ def test_resume_after_interrupt_equals_uninterrupted_run(tmp_path, monkeypatch):
         calls.append(1)
         return real_run_chunk(*args, **kwargs)
 
-    monkeypatch.setattr(run_mod, "_run_chunk", interrupted)
+    monkeypatch.setattr(ProbeRun, "run_chunk", interrupted)
     with pytest.raises(KeyboardInterrupt):
         run_probe(adapter, ProbeConfig(**cfg), out=tmp_path / "resumed", progress=False)
     assert sorted(p.name for p in (tmp_path / "resumed" / "chunks").iterdir()) == ["00000.safetensors", "00001.safetensors"]
     assert not (tmp_path / "resumed" / "summary.json").exists()
-    monkeypatch.setattr(run_mod, "_run_chunk", real_run_chunk)
+    monkeypatch.setattr(ProbeRun, "run_chunk", real_run_chunk)
     resumed = run_probe(adapter, ProbeConfig(**cfg), out=tmp_path / "resumed", progress=False)
     torch.testing.assert_close(resumed.end_points, full.end_points, rtol=0, atol=0)  # bitwise
     assert (resumed.labels == full.labels).all() and resumed.n_evals == full.n_evals
     loaded = load_result(tmp_path / "resumed")
     torch.testing.assert_close(loaded.attractors, full.attractors, rtol=0, atol=0)
     assert json.loads((tmp_path / "resumed" / "summary.json").read_text())["counts"] == full.counts
-    traj = run_mod.load_trajectories(tmp_path / "resumed")
+    traj = load_trajectories(tmp_path / "resumed")
     assert set(np.unique(traj["seed"].numpy())) == set(range(40))
     assert not list((tmp_path / "resumed").rglob("*.tmp"))  # no half-written files left behind
 
@@ -116,7 +118,7 @@ def test_seeds_cut_off_by_max_steps_report_their_last_step(tmp_path):
     adapter = load_adapter("demo:memorize")  # some of its seeds still move after 12 steps
     cfg = ProbeConfig(n_seeds=30, max_steps=12, tol=1e-6, batch_size=7)
     r = run_probe(adapter, cfg, out=tmp_path / "run", progress=False)
-    cut = np.flatnonzero(r.status == run_mod.MAX_STEPS)
+    cut = np.flatnonzero(r.status == MAX_STEPS)
     assert len(cut) > 0
     # Independently: the squared step of step 12 is ||z_12 - z_11||^2, z_11 the end point of an 11-step run.
     before = run_probe(adapter, replace(cfg, max_steps=11), progress=False).end_points
@@ -124,7 +126,7 @@ def test_seeds_cut_off_by_max_steps_report_their_last_step(tmp_path):
     np.testing.assert_allclose(r.last_sq_step[cut], want, rtol=1e-3)
     u = r.summary()["unconverged"]
     assert u["n"] == len(cut) and u["sq_step_median"] == pytest.approx(float(np.median(want)), rel=1e-3)
-    assert "still moving" in run_mod.describe_unconverged(r.summary())
+    assert "still moving" in describe_unconverged(r.summary())
     np.testing.assert_array_equal(load_result(tmp_path / "run").last_sq_step, r.last_sq_step)
     one = run_probe(adapter, replace(cfg, batch_size=1), progress=False)
     np.testing.assert_allclose(one.last_sq_step, r.last_sq_step, rtol=1e-3)  # float32 steps, batch-shaped rounding
@@ -145,7 +147,7 @@ def test_chunks_saved_before_last_step_was_kept_still_resume(tmp_path):
     r = run_probe(adapter, cfg, out=tmp_path, progress=False)
     u = r.summary()["unconverged"]
     assert u["n"] == r.counts["max_steps"] > 0 and "sq_step_median" not in u
-    assert run_mod.describe_unconverged(r.summary()).endswith("(12).")
+    assert describe_unconverged(r.summary()).endswith("(12).")
 
 
 def test_probe_command_says_how_far_unconverged_seeds_were(tmp_path):

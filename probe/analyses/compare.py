@@ -4,17 +4,15 @@ each read against a null.
 Two sets A (Ka, D) and B (Kb, D) must live in one space: the shared latent space of two models, or
 the embedding of their decoded attractors by one reference encoder (or raw pixels). Cosine similarity
 throughout. Nulls: ``permute`` shuffles the coordinates of B's vectors (same values, no structure
-shared with A); ``random-init`` is the attractor set of a randomly re-initialised copy of the model.
+shared with A); ``random-init`` (``workflows.compare``) is the attractor set of a randomly re-initialised
+copy of the model.
 """
 from __future__ import annotations
 
-import copy
 from typing import Any
 
 import numpy as np
 import torch
-
-from latentfield.adapters import Adapter
 
 from ..index import AttractorIndex, as_matrix
 
@@ -77,40 +75,5 @@ def pairwise(sets: list[np.ndarray], threshold: float = MATCH_THRESHOLD) -> dict
     return {"chamfer": ch, "matched_fraction": mf}
 
 
-def randomly_initialised(adapter: Adapter, seed: int = 0) -> Adapter:
-    """A copy of ``adapter`` whose torch modules are re-initialised (``reset_parameters``) with ``seed``:
-    same architecture, no training, the null model for comparisons."""
-    if not adapter.modules():
-        raise ValueError(f"{adapter.name}: no torch modules to re-initialise")
-    null = copy.deepcopy(adapter)
-    torch.manual_seed(seed)
-    for m in null.modules():
-        for sub in m.modules():
-            if hasattr(sub, "reset_parameters"):
-                sub.reset_parameters()
-    null._fingerprint = None
-    null.name = f"{adapter.name} (random init)"
-    return null
-
-
-def heatmap_figure(matrix: np.ndarray, names: list[str], title: str) -> Any:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    n = len(names)
-    fig, ax = plt.subplots(figsize=(1.2 + 0.9 * n, 1.0 + 0.8 * n))
-    im = ax.imshow(matrix, vmin=min(0.0, float(matrix.min())), vmax=1.0, cmap="viridis")
-    ax.set_xticks(range(n), names, rotation=45, ha="right", fontsize=8)
-    ax.set_yticks(range(n), names, fontsize=8)
-    for i in range(n):
-        for j in range(n):
-            ax.text(j, i, f"{matrix[i, j]:.2f}", ha="center", va="center", fontsize=7,
-                    color="white" if matrix[i, j] < 0.6 else "black")
-    ax.set_title(title, fontsize=9)
-    fig.colorbar(im, ax=ax, fraction=0.046)
-    fig.tight_layout()
-    return fig
-
-
 __all__ = ["chamfer_similarity", "matched_fraction", "permutation_null", "compare_sets", "pairwise",
-           "randomly_initialised", "heatmap_figure", "MATCH_THRESHOLD"]
+           "MATCH_THRESHOLD"]

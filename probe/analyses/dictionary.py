@@ -14,7 +14,7 @@ import torch
 
 from latentfield.adapters import Adapter
 
-from ..latents import encode_unit
+from ..engine.latents import encode_unit
 
 
 def atom_grid(max_atoms: int, n_points: int = 8) -> list[int]:
@@ -81,21 +81,4 @@ def dictionary_test(adapter: Adapter, attractors: torch.Tensor, images: torch.Te
     return out
 
 
-def dictionary_figure(result: dict[str, Any]) -> Any:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    fig, ax = plt.subplots(figsize=(5.5, 3.4))
-    n = result["n_atoms"]
-    ax.plot(n, result["mse_attractors"], "o-", label=f"attractors ({result['n_attractors']} atoms)")
-    ax.plot(n, result["mse_random_basis"], "s--", label="random orthonormal basis")
-    ax.axhline(result["mse_autoencoder"], color="gray", lw=1, ls=":", label="D(E(x)) (floor)")
-    ax.set_xscale("log")
-    ax.set_xlabel("atoms used by OMP")
-    ax.set_ylabel("image MSE")
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    return fig
-
-
-__all__ = ["atom_grid", "random_orthonormal_basis", "omp_codes", "dictionary_test", "dictionary_figure"]
+__all__ = ["atom_grid", "random_orthonormal_basis", "omp_codes", "dictionary_test"]

@@ -4,10 +4,11 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..audit import audit, reference_sets
+from ..report.audit import audit
+from ..workflows.audit import reference_sets
 from ..data import load_images
 from latentfield.adapters.errors import UsageError
-from ..run import describe_unconverged
+from ..report.messages import describe_unconverged
 from .common import add_model_args, add_probe_args, model_from_args, probe_config
 
 
@@ -28,7 +29,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     adapter = model_from_args(args)
-    train, heldout = reference_sets(adapter)
+    train, heldout = reference_sets(adapter)  # a demo checkpoint knows its own; given sets take precedence
     if args.reference:
         train = load_images(args.reference, adapter.image_shape)
     if args.heldout:

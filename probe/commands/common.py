@@ -8,7 +8,14 @@ from latentfield.adapters import Adapter, load_adapter
 from latentfield.adapters.options import parse_option
 
 from latentfield.adapters.errors import UsageError
-from ..run import ProbeConfig
+from ..rundir import ProbeConfig
+
+DEFAULTS = ProbeConfig()  # every CLI default of a probe setting is read from here
+
+
+def num(v: float) -> str:
+    """A default as help texts show it: 1e-6, not 1e-06."""
+    return f"{v:g}".replace("e-0", "e-").replace("e+0", "e+")
 
 
 def add_model_args(p: argparse.ArgumentParser, name: str = "model") -> None:
@@ -21,21 +28,19 @@ def add_model_args(p: argparse.ArgumentParser, name: str = "model") -> None:
                    help="option for the model family's loader, e.g. scale_latents=true (repeatable; see docs/adapters.md)")
 
 
-def add_probe_args(p: argparse.ArgumentParser, seeds: int = 256) -> None:
+def add_probe_args(p: argparse.ArgumentParser, seeds: int = DEFAULTS.n_seeds) -> None:
     g = p.add_argument_group("probe")
     g.add_argument("--seeds", type=int, default=seeds, help=f"number of seeds (default {seeds})")
-    g.add_argument("--init", default="gaussian", help="gaussian | uniform | orthogonal | data (default gaussian)")
-    g.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    g.add_argument("--sigma", type=float, default=1.0, help="std of Gaussian seeds (default 1)")
-    g.add_argument("--tol", type=float, default=1e-6, help="stop when the squared step < tol (default 1e-6)")
-    g.add_argument("--max-steps", type=int, default=3000, help="step limit per seed (default 3000)")
-    g.add_argument("--batch-size", type=int, default=256, help="seeds evaluated together (default 256)")
+    g.add_argument("--init", default=DEFAULTS.init, help=f"gaussian | uniform | orthogonal | data (default {DEFAULTS.init})")
+    g.add_argument("--seed", type=int, default=DEFAULTS.seed, help=f"random seed (default {DEFAULTS.seed})")
+    g.add_argument("--sigma", type=float, default=DEFAULTS.sigma, help=f"std of Gaussian seeds (default {num(DEFAULTS.sigma)})")
+    add_stopping_args(g, "seed", "seeds")
     g.add_argument("--solver", default="plain", help="fixed-point solver: plain (default, the paper's iteration), "
                    "relax (stretched steps along a steady drift) or anderson (mixing); the accelerated "
                    "solvers' end points are always verified")
     g.add_argument("--solver-option", action="append", default=[], type=key_value, metavar="KEY=VALUE",
                    help="solver setting, e.g. m=5, warmup=30 for anderson, h_max=4, align=0.9 for relax "
-                   "(repeatable; see docs/dynamics.md)")
+                   "(repeatable; see docs/latent-dynamics.md)")
     g.add_argument("--capture", type=float, default=0.0, metavar="R",
                    help="stop a seed that comes within R x |p| of a point p an earlier seed visited, and let it end "
                    "as that seed ends (e.g. 0.05; default 0 = off, the paper's iteration); end points are verified")
@@ -44,14 +49,22 @@ def add_probe_args(p: argparse.ArgumentParser, seeds: int = 256) -> None:
     g.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
+def add_stopping_args(g: argparse._ActionsContainer, what: str, whats: str) -> None:
+    """--tol, --max-steps and --batch-size, with ``ProbeConfig``'s defaults; ``what``/``whats``: what is iterated."""
+    g.add_argument("--tol", type=float, default=DEFAULTS.tol,
+                   help=f"stop when the squared step < tol (default {num(DEFAULTS.tol)})")
+    g.add_argument("--max-steps", type=int, default=DEFAULTS.max_steps,
+                   help=f"step limit per {what} (default {DEFAULTS.max_steps})")
+    g.add_argument("--batch-size", type=int, default=DEFAULTS.batch_size,
+                   help=f"{whats} evaluated together (default {DEFAULTS.batch_size})")
+
+
 def probe_config(args: argparse.Namespace, **overrides) -> ProbeConfig:
-    cfg = ProbeConfig(n_seeds=args.seeds, init=args.init, seed=args.seed, sigma=args.sigma, tol=args.tol,
-                      max_steps=args.max_steps, batch_size=args.batch_size, solver=args.solver,
-                      verify=getattr(args, "verify", False), capture=getattr(args, "capture", 0.0),
-                      solver_options=dict(getattr(args, "solver_option", None) or []), **overrides)
-    if cfg.init != "data":
-        cfg.validate()
-    return cfg
+    """The probe settings of parsed arguments (validated where they are used: ``ProbeRun``)."""
+    return ProbeConfig(n_seeds=args.seeds, init=args.init, seed=args.seed, sigma=args.sigma, tol=args.tol,
+                       max_steps=args.max_steps, batch_size=args.batch_size, solver=args.solver,
+                       verify=getattr(args, "verify", False), capture=getattr(args, "capture", 0.0),
+                       solver_options=dict(getattr(args, "solver_option", None) or []), **overrides)
 
 
 def image_shape(text: str) -> tuple[int, int, int]:

@@ -5,10 +5,12 @@ import argparse
 from pathlib import Path
 
 from latentfield.adapters import atomic
-from ..analyses.dynamics import dynamics_figure, training_dynamics
 from ..data import load_images
 from latentfield.adapters.errors import UsageError
-from ..report import write_figure
+from ..report.figures import dynamics_figure
+from ..report.html import write_figure
+from ..rundir.layout import cache_root
+from ..workflows.checkpoint_dynamics import training_dynamics
 from .common import add_probe_args, image_shape, model_from_args, probe_config
 
 
@@ -37,7 +39,7 @@ def run(args: argparse.Namespace) -> int:
                              on_checkpoint=lambda i, r: print(
                                  f"{r['name']}: {r['n_attractors']} attractors, memorization "
                                  f"{_f(r['memorization_mean'])}, Chamfer(noise, data) {_f(r['chamfer_noise_data'])}"),
-                             cache=Path(args.out) / "cache" if args.out else None)
+                             cache=cache_root(args.out))
     if args.out:
         out = Path(args.out)
         atomic.write_json(out / "dynamics.json", {"checkpoints": list(args.checkpoints), "reference": args.reference,

@@ -9,16 +9,13 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import numpy as np
-import torch
+from latentfield.adapters.errors import UsageError
 
-from latentfield.adapters import atomic
-from ..analyses.dictionary import dictionary_figure, dictionary_test
 from ..data import load_images
-from ..index import AttractorIndex
-from ..latents import decode_unit
-from ..report import png_bytes, save_grid, to_pil, write_figure
-from ..run import describe_unconverged, run_probe
+from ..report.figures import dictionary_figure
+from ..report.html import write_figure
+from ..report.messages import describe_unconverged
+from ..workflows.extract import extract_prior
 from .common import add_model_args, add_probe_args, model_from_args, probe_config
 
 
@@ -36,41 +33,20 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from latentfield.adapters.errors import UsageError
     if args.dictionary and not args.reference:
         raise UsageError("--dictionary needs --reference DATA (images to rebuild)")
     adapter = model_from_args(args)
     out = Path(args.out)
-    result = run_probe(adapter, probe_config(args), out=out / "probe", progress=not args.quiet)
-    order = np.argsort(-result.basin_sizes, kind="stable")  # largest basin first, as in the audit
-    attractors = result.attractors[order]
-    sizes = result.basin_sizes[order]
-    decoded = decode_unit(adapter, attractors)
-    entries = []
-    for rank, (k, img) in enumerate(zip(order, decoded)):
-        name = f"attractors/{rank:05d}.png"
-        atomic.write_bytes(out / name, png_bytes(to_pil(img)))
-        entries.append({"file": name, "rank": rank, "attractor": int(k), "basin_size": int(sizes[rank]),
-                        "latent_norm": float(attractors[rank].norm())})
-    atomic.write_tensors(out / "attractors.safetensors", {"attractors": attractors.contiguous(),
-                                                      "basin_sizes": torch.from_numpy(sizes.copy())},
-                     metadata={"fingerprint": adapter.fingerprint, "model": adapter.name})
-    if len(attractors):
-        AttractorIndex.build(attractors, "cosine", fingerprint=adapter.fingerprint).save(out / "index.faiss")
-        save_grid(decoded[:64], out / "attractors.png")
-    manifest = {"model": adapter.name, "fingerprint": adapter.fingerprint, "latent_shape": list(adapter.latent_shape),
-                "n_seeds": len(result.status), "counts": result.counts, "n_attractors": len(attractors),
-                "attractors": entries}
-    if args.dictionary:
-        images = load_images(args.reference, adapter.image_shape, limit=args.limit)
-        dico = dictionary_test(adapter, attractors, images) if len(attractors) else None
-        if dico is not None:
-            atomic.write_json(out / "dictionary.json", dico)
-            write_figure(dictionary_figure(dico), out / "dictionary.png")
-            manifest["dictionary"] = "dictionary.json"
-    atomic.write_json(out / "manifest.json", manifest)
-    print(f"{adapter.name}: {len(result.status)} seeds -> {len(attractors)} attractors; wrote {out}/attractors/, "
-          f"{out}/manifest.json, {out}/attractors.safetensors" + (", dictionary.json" if "dictionary" in manifest else ""))
+    reference = load_images(args.reference, adapter.image_shape, limit=args.limit) if args.dictionary else None
+    result, manifest, dictionary = extract_prior(adapter, out, probe_config(args), reference, progress=not args.quiet)
+    if dictionary is not None:
+        write_figure(dictionary_figure(dictionary), out / "dictionary.png")
+    n = manifest["n_attractors"]
+    wrote = [f"{out}/attractors/"] if n else []
+    wrote += [f"{out}/manifest.json", f"{out}/attractors.safetensors"] + (["dictionary.json"] if "dictionary" in manifest else [])
+    print(f"{adapter.name}: {len(result.status)} seeds -> {n} attractors; wrote {', '.join(wrote)}")
+    if not n:
+        print("no seed converged, so there is no attractor to save; raise --max-steps or --tol")
     if note := describe_unconverged(result.summary()):
         print(note)
     return 0

@@ -9,8 +9,9 @@ import argparse
 
 from ..data import load_images
 from latentfield.adapters.errors import UsageError
-from ..field import check_figure_suffix, field_figure, save_figure, split_trajectories
-from ..run import run_probe
+from ..analyses.field import split_trajectories
+from ..report.field_plot import check_figure_suffix, field_figure, save_figure
+from ..rundir import run_probe
 from .common import add_model_args, add_probe_args, model_from_args, probe_config
 
 

@@ -5,10 +5,13 @@ import argparse
 from pathlib import Path
 
 from latentfield.adapters import atomic
-from ..analyses.ood import IterationSettings, export_scores, ood_benchmark, split_heldout
-from ..data import load_images
 from latentfield.adapters.errors import UsageError
-from .common import add_model_args, model_from_args
+
+from ..data import load_images
+from ..rundir import ProbeConfig
+from ..rundir.layout import cache_root
+from ..workflows.ood import FIT_SETS, export_scores, ood_benchmark, split_heldout
+from .common import add_model_args, add_stopping_args, model_from_args
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -23,9 +26,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="out-of-distribution set (repeatable): folder, array file, faces, noise, ...")
     p.add_argument("--limit", type=int, default=None, help="use at most this many images of each set")
     p.add_argument("--k", type=int, default=10, help="neighbour rank for the KNN baseline (default 10)")
-    p.add_argument("--tol", type=float, default=1e-6, help="stop when the squared step < tol (default 1e-6)")
-    p.add_argument("--max-steps", type=int, default=3000, help="step limit per trajectory (default 3000)")
-    p.add_argument("--batch-size", type=int, default=256, help="trajectories iterated together (default 256)")
+    add_stopping_args(p, "trajectory", "trajectories")
+    p.add_argument("--fit-set", choices=FIT_SETS, default="endpoints",
+                   help="in-distribution points the trajectory score measures distance to: endpoints (default, the "
+                        "paper: every trajectory's end point) or attractors (converged end points, de-duplicated)")
     p.add_argument("--out", default=None, help="directory for ood.json, scores.csv and scores.npz (and a cache: "
                    "an interrupted run resumes when rerun)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -45,9 +49,9 @@ def run(args: argparse.Namespace) -> int:
         if name in tests:
             raise UsageError(f"two test sets are named {name!r}")
         tests[name] = load_images(src, shape, limit=args.limit or (256 if str(src).startswith("noise") else None))
-    settings = IterationSettings(args.tol, args.max_steps, args.batch_size)
-    res = ood_benchmark(adapter, fit, test, tests, settings, k=args.k, progress=not args.quiet,
-                        cache=Path(args.out) / "cache" if args.out else None)
+    config = ProbeConfig(tol=args.tol, max_steps=args.max_steps, batch_size=args.batch_size)
+    res = ood_benchmark(adapter, fit, test, tests, config, k=args.k, progress=not args.quiet,
+                        cache=cache_root(args.out), fit_set=args.fit_set)
     data = res.to_json()
     print(f"{adapter.name}: {data['n_in_train']} in-distribution images -> {data['n_in_attractors']} attractors; "
           f"{data['n_in_test']} held-out in-distribution images")

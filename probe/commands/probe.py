@@ -4,7 +4,8 @@ from __future__ import annotations
 import argparse
 
 from ..data import load_images
-from ..run import describe_unconverged, run_probe
+from ..report.messages import describe_unconverged
+from ..rundir import run_probe
 from .common import add_model_args, add_probe_args, model_from_args, probe_config
 
 
@@ -16,7 +17,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, help="run directory (created; a rerun resumes it)")
     p.add_argument("--data", default=None, help="images for --init data (folder, .npy/.npz/.safetensors, digits, faces)")
     p.add_argument("--record-every", type=int, default=0, metavar="K", help="save every K-th trajectory point")
-    p.add_argument("--chunk-size", type=int, default=1024, help="seeds per resumable chunk (default 1024)")
+    p.add_argument("--chunk-size", type=int, default=None,
+                   help="seeds per resumable chunk (default: about 1/8 of the run, at least 8, at most a batch; "
+                        "1024 with --capture): a killed run loses at most one chunk")
     p.set_defaults(func=run)
 
 

@@ -7,7 +7,7 @@ from latentfield.adapters.demo import WEIGHTS_DIR
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from ..demo_training import RECIPES
+    from ..workflows.train_demo import RECIPES
     p = sub.add_parser("train-demo", help="retrain the bundled demo autoencoders (deterministic, minutes on CPU)",
                        description="Train the demo checkpoints; the committed ones were made by this command.")
     p.add_argument("--out", default=str(WEIGHTS_DIR), help=f"output folder (default: the bundled {WEIGHTS_DIR})")
@@ -17,7 +17,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..demo_training import RECIPES, write_demo_checkpoints
+    from ..workflows.train_demo import RECIPES, write_demo_checkpoints
     variants = tuple(args.variant or RECIPES)
     for path in write_demo_checkpoints(args.out, variants, progress=not args.quiet):
         print(f"wrote {path} (+ {path.with_suffix('.json').name}: recipe and training indices)")

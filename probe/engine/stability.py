@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from scipy.sparse.linalg import ArpackError, ArpackNoConvergence, LinearOperator, eigs, svds
 
-Map = Callable[[torch.Tensor], torch.Tensor]
+from .types import Map
 
 KINDS = ("attractor", "saddle_or_repeller", "marginal")
 DENSE_MAX = 64  # latents up to this many dims: full Jacobian from d jvps in one batch (exact, cheap)

@@ -1,80 +1,22 @@
-"""Pictures of the latent dynamics: the vector field V(z) = f(z) - z and projected trajectories.
-
-For a 2-D latent the field itself is drawn as a stream plot over a box (each arrow points where one
-step of the iteration goes; speed on a log colour scale), with the attractors and a few trajectories.
-For any latent, trajectories are projected on the top two principal components of the attractor set.
-The computations are pure functions over tensors; plotting uses matplotlib's Agg backend.
+"""Pictures of the latent dynamics (matplotlib, Agg): the stream plot of V(z) = f(z) - z for 2-D latents
+with attractors (marked by stability kind) and trajectories, or trajectories projected on the top two
+principal components of the attractor set for any latent. The numbers come from ``analyses.field``.
 """
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Sequence
 
 import numpy as np
 import torch
 
+from latentfield.adapters import atomic
 from latentfield.adapters.errors import UsageError
 
-Map = Callable[[torch.Tensor], torch.Tensor]
-Box = tuple[float, float, float, float]  # (xmin, xmax, ymin, ymax) in latent units
+from ..analyses.field import Box, auto_box, field_grid, pca_basis, project
+from ..engine.types import Map
 
 KIND_MARKERS = {"attractor": ("o", "tab:red"), "saddle_or_repeller": ("X", "black"), "marginal": ("^", "tab:orange")}
-
-
-def field_grid(f: Map, box: Box, n: int = 40, batch_size: int = 4096) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """V(z) = f(z) - z on an n x n grid over ``box`` for a 2-D latent map.
-
-    Returns xs (n,), ys (n,) and V (n, n, 2) with V[i, j] at (xs[j], ys[i]) (matplotlib's layout).
-    """
-    xs = np.linspace(box[0], box[1], n)
-    ys = np.linspace(box[2], box[3], n)
-    gx, gy = np.meshgrid(xs, ys)
-    z = torch.from_numpy(np.stack([gx.ravel(), gy.ravel()], 1)).float()
-    with torch.no_grad():
-        fz = torch.cat([f(z[i:i + batch_size]).flatten(1).float().cpu() for i in range(0, len(z), batch_size)])
-    if fz.shape[1] != 2:
-        raise ValueError(f"the stream plot needs a 2-D latent, got {fz.shape[1]} dimensions")
-    return xs, ys, (fz - z).numpy().reshape(n, n, 2)
-
-
-def split_trajectories(trajectories: dict[str, torch.Tensor], max_seeds: int | None = None) -> list[np.ndarray]:
-    """Recorded points ``{"seed", "step", "z"}`` (as from ``run_probe(record_every=k)``) -> one (T_i, d)
-    array per seed, in step order, for the first ``max_seeds`` seeds."""
-    seed, step, z = trajectories["seed"].numpy(), trajectories["step"].numpy(), trajectories["z"].flatten(1).numpy()
-    out = []
-    for s in np.unique(seed)[:max_seeds]:
-        rows = np.flatnonzero(seed == s)
-        out.append(z[rows[np.argsort(step[rows], kind="stable")]])
-    return out
-
-
-def pca_basis(attractors: torch.Tensor | np.ndarray, fallback: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Mean (d,) and top-2 principal axes (2, d) of the attractor set (K, ...).
-
-    With fewer than 3 attractors the set spans at most one direction, so ``fallback`` points (M, d), e.g.
-    the trajectories, are added to fix the second axis.
-    """
-    from sklearn.decomposition import PCA
-
-    a = np.asarray(attractors, dtype=np.float64).reshape(len(attractors), -1)
-    pts = a if len(a) >= 3 or fallback is None else np.concatenate([a, np.asarray(fallback, np.float64)])
-    if len(pts) < 2 or pts.shape[1] < 2:
-        raise ValueError("need at least two points in two or more dimensions for a PCA projection")
-    pca = PCA(n_components=2).fit(pts)
-    return pca.mean_, pca.components_
-
-
-def project(points: np.ndarray, mean: np.ndarray, axes: np.ndarray) -> np.ndarray:
-    """Points (N, d) -> coordinates (N, 2) on the principal axes."""
-    return (np.asarray(points, np.float64).reshape(len(points), -1) - mean) @ axes.T
-
-
-def auto_box(points: np.ndarray, pad: float = 0.15) -> Box:
-    """A box around 2-D points (N, 2), padded by ``pad`` of its size (and never degenerate)."""
-    lo, hi = points.min(0), points.max(0)
-    span = np.maximum(hi - lo, 1e-3 * max(1.0, float(np.abs(points).max())))
-    lo, hi = lo - pad * span, hi + pad * span
-    return float(lo[0]), float(hi[0]), float(lo[1]), float(hi[1])
 
 
 def _draw_points(ax, xy: np.ndarray, kinds: Sequence[str] | None) -> None:
@@ -138,13 +80,11 @@ def check_figure_suffix(out: str | Path) -> None:
 
 
 def save_figure(fig, out: str | Path) -> Path:
-    """Write ``fig`` (format from the suffix) and close it."""
-    import matplotlib.pyplot as plt
+    """Write ``fig`` atomically (format from the suffix) and close it."""
+    from .html import figure_bytes
 
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=120, bbox_inches="tight")
-    plt.close(fig)
+    atomic.write_bytes(out, figure_bytes(fig, out.suffix.lstrip(".").lower() or "png", dpi=120))
     return out
 
 
@@ -170,5 +110,4 @@ def field_figure(f: Map | None, attractors: torch.Tensor, paths: Sequence[np.nda
     return fig
 
 
-__all__ = ["field_grid", "split_trajectories", "pca_basis", "project", "auto_box", "plot_stream", "plot_projected",
-           "field_figure", "save_figure"]
+__all__ = ["plot_stream", "plot_projected", "field_figure", "save_figure", "check_figure_suffix", "KIND_MARKERS"]

@@ -1,4 +1,4 @@
-"""Training dynamics: how the attractor landscape changes across the checkpoints of one training run.
+"""Checkpoint dynamics: how the attractor landscape changes across the checkpoints of one training run.
 
 Per checkpoint: the number of attractors reached from Gaussian seeds, the memorization coefficient of
 their decoded images against the training set, and the symmetric Chamfer similarity (latent space,
@@ -7,6 +7,7 @@ differ; a memorizing model pulls both onto copies of training images.
 """
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -15,10 +16,10 @@ import torch
 
 from latentfield.adapters import Adapter
 
-from ..latents import decode_unit
-from ..run import ProbeConfig, cache_dir, run_probe
-from .compare import chamfer_similarity
-from .memorization import memorization_coefficient
+from ..analyses.compare import chamfer_similarity
+from ..analyses.memorization import memorization_coefficient
+from ..engine.latents import decode_unit
+from ..rundir import ProbeConfig, cache_dir, run_probe
 
 
 def checkpoint_stats(adapter: Adapter, reference: torch.Tensor, config: ProbeConfig,
@@ -27,8 +28,7 @@ def checkpoint_stats(adapter: Adapter, reference: torch.Tensor, config: ProbeCon
     first ``n_data`` also seed the data-started probe). ``config``: the noise probe. With ``cache``,
     both probes are resumable run directories below it (``cache_dir``)."""
     seeds = reference[:n_data]
-    data_cfg = ProbeConfig(init="data", tol=config.tol, max_steps=config.max_steps, batch_size=config.batch_size,
-                           cos_threshold=config.cos_threshold)
+    data_cfg = replace(config, init="data", record_every=0, verify=False)
 
     def where(cfg: ProbeConfig, x: torch.Tensor | None = None) -> Path | None:
         return cache_dir(cache, adapter, cfg, x) if cache is not None else None
@@ -57,22 +57,4 @@ def training_dynamics(adapters: Sequence[Adapter], reference: torch.Tensor, conf
     return rows
 
 
-def dynamics_figure(rows: list[dict[str, Any]]) -> Any:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    x = np.arange(len(rows))
-    names = [r["name"] for r in rows]
-    fig, axes = plt.subplots(1, 3, figsize=(11, 3.2))
-    series = [("n_attractors", "attractors (noise seeds)"), ("memorization_mean", "memorization coefficient"),
-              ("chamfer_noise_data", "Chamfer(noise, data attractors)")]
-    for ax, (key, label) in zip(axes, series):
-        y = [np.nan if r[key] is None else r[key] for r in rows]
-        ax.plot(x, y, "o-")
-        ax.set_title(label, fontsize=9)
-        ax.set_xticks(x, names, rotation=45, ha="right", fontsize=7)
-    fig.tight_layout()
-    return fig
-
-
-__all__ = ["checkpoint_stats", "training_dynamics", "dynamics_figure"]
+__all__ = ["checkpoint_stats", "training_dynamics"]

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from latentfield.probe.engine import CONVERGED, iterate
-from latentfield.probe.run import ProbeConfig, run_probe
+from latentfield.probe.rundir import ProbeConfig, run_probe
 
 from models import random_conv_ae
 

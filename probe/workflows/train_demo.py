@@ -17,7 +17,7 @@ from tqdm.auto import tqdm
 
 from latentfield.adapters.demo import DemoAutoencoder, save_demo_checkpoint
 
-from .data import digits
+from ..data import digits
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,6 @@
 """Adaptive over-relaxation (``--solver relax``): speed on a drift, safeguard, no saddles, demo agreement.
 
-Per-seed state across batch sizes is tested with Anderson's in test_dynamics_solvers.py."""
+Per-seed state across batch sizes is tested with Anderson's in test_engine_solvers.py."""
 from __future__ import annotations
 
 import pytest
@@ -8,11 +8,11 @@ import torch
 
 from latentfield.adapters import load_adapter
 from latentfield.probe.engine import CONVERGED, SOLVERS, iterate, make_solver
-from latentfield.probe.run import ProbeConfig, run_probe
-from latentfield.probe.seeds import make_seeds
-from latentfield.probe.solvers import RelaxationSolver
+from latentfield.probe.rundir import ProbeConfig, run_probe
+from latentfield.probe.engine.seeds import make_seeds
+from latentfield.probe.engine.solvers import RelaxationSolver
 
-from test_dynamics_solvers import SADDLE_CENTER, affine_map, saddle_map, vector_map, verified
+from test_engine_solvers import SADDLE_CENTER, affine_map, saddle_map, vector_map, verified
 
 
 def slow_drift(d: int = 12, slow: float = 0.99):
@@ -52,7 +52,7 @@ def test_a_residual_jump_takes_the_stored_plain_step():
 
 
 def test_relax_does_not_land_on_the_saddle():
-    # Anderson finds the saddle of this map (test_dynamics_solvers); a stretch h >= 1 cannot stabilise it.
+    # Anderson finds the saddle of this map (test_engine_solvers); a stretch h >= 1 cannot stabilise it.
     adapter = vector_map(saddle_map, 4)
     res = run_probe(adapter, ProbeConfig(n_seeds=24, init="uniform", low=-0.05, high=0.05, tol=1e-12,
                                          solver="relax"), progress=False)  # verified by default

@@ -9,43 +9,14 @@ converged seed costs nothing more. A seed's trajectory depends only on its own s
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Protocol
+from typing import Callable
 
 import numpy as np
 import torch
 
-Map = Callable[[torch.Tensor], torch.Tensor]
-State = dict[str, torch.Tensor]  # per-seed solver state; every tensor has the batch as first axis
-
-CONVERGED, MAX_STEPS, DIVERGED = 0, 1, 2
-STATUS_NAMES = ("converged", "max_steps", "diverged")
-
-
-class Solver(Protocol):
-    """One step of a fixed-point solver over a batch. ``step`` returns the next iterate, the squared
-    step norm used by the stopping rule (shape (B,)) and the updated per-seed state."""
-
-    name: str
-
-    def init_state(self, z: torch.Tensor) -> State: ...
-
-    def step(self, f: Map, z: torch.Tensor, state: State) -> tuple[torch.Tensor, torch.Tensor, State]: ...
-
-
-class PlainSolver:
-    """z_{t+1} = f(z_t): the paper's iteration."""
-
-    name = "plain"
-
-    def init_state(self, z: torch.Tensor) -> State:
-        return {}
-
-    def step(self, f: Map, z: torch.Tensor, state: State) -> tuple[torch.Tensor, torch.Tensor, State]:
-        z_next = f(z)
-        return z_next, (z_next - z).flatten(1).pow(2).sum(1), state
-
-
-SOLVERS: dict[str, Callable[..., Solver]] = {"plain": PlainSolver}
+from .capture import PathBank
+from .solvers import PlainSolver, Solver
+from .types import CONVERGED, DIVERGED, MAX_STEPS, Map, State
 
 
 @dataclass
@@ -64,16 +35,19 @@ class IterationResult:
 
 
 Recorder = Callable[[np.ndarray, np.ndarray, torch.Tensor], None]
+StepCallback = Callable[[int, float, int], None]
 
 
 def iterate(f: Map, z0: torch.Tensor, *, tol: float = 1e-6, max_steps: int = 3000, batch_size: int = 256,
             max_norm: float = 1e6, solver: Solver | None = None, record_every: int = 0,
             recorder: Recorder | None = None, progress: Callable[[int], None] | None = None,
-            capture: float = 0.0) -> IterationResult:
+            capture: float = 0.0, on_step: StepCallback | None = None) -> IterationResult:
     """Iterate ``f`` from every row of ``z0`` (N, *shape) until each seed stops.
 
     ``record_every`` k > 0 calls ``recorder(seed_indices, steps, z)`` with the points at steps
-    0, k, 2k, ... and the end point of each seed. ``progress(n)`` is called as n seeds finish.
+    0, k, 2k, ... and the end point of each seed. ``progress(n)`` is called as n seeds finish;
+    ``on_step(active, median_step, n_evals)`` after every step (seeds in the batch, their median step
+    count, evaluations of f so far), so long seeds show movement before any of them finishes.
 
     ``capture`` r > 0: a seed i that comes within r ||p|| of a point p that an earlier seed j < i
     visited at the same step count or before stops there and ends as j ends (end point and status;
@@ -92,7 +66,7 @@ def iterate(f: Map, z0: torch.Tensor, *, tol: float = 1e-6, max_steps: int = 300
     z = z0[:0]
     age = torch.empty(0, dtype=torch.long)
     state: State = {}
-    bank = _PathBank(capture) if capture > 0 else None
+    bank = PathBank(capture) if capture > 0 else None
     captured_by = np.full(n, -1, dtype=np.int64)
 
     def refill() -> None:
@@ -117,6 +91,8 @@ def iterate(f: Map, z0: torch.Tensor, *, tol: float = 1e-6, max_steps: int = 300
         z_next, sq_step, state = solver.step(f, z, state)
         n_evals += len(idx)
         age += 1
+        if on_step:
+            on_step(len(idx), float(age.float().median()), n_evals)
         norms = z_next.flatten(1).norm(dim=1)
         finite = torch.isfinite(sq_step) & torch.isfinite(norms)
         diverged = ~finite | (norms > max_norm)
@@ -151,55 +127,3 @@ def iterate(f: Map, z0: torch.Tensor, *, tol: float = 1e-6, max_steps: int = 300
         end[i], status[i] = end[captured_by[i]], status[captured_by[i]]
     return IterationResult(end=end, status=status, steps=steps, n_evals=n_evals, last_sq_step=last_sq,
                            captured_by=captured_by if bank is not None else None)
-
-
-class _PathBank:
-    """Every point visited so far (seed, step count, z), searched for ``iterate``'s ``capture`` rule."""
-
-    def __init__(self, capture: float) -> None:
-        self.capture = capture
-        self.z: list[torch.Tensor] = []
-        self.seed: list[torch.Tensor] = []
-        self.step: list[torch.Tensor] = []
-
-    def add(self, seeds: torch.Tensor, steps: torch.Tensor, z: torch.Tensor) -> None:
-        self.z.append(z.detach().flatten(1).double().cpu())
-        self.seed.append(seeds.clone())
-        self.step.append(steps.clone())
-
-    def owner(self, seeds: torch.Tensor, steps: torch.Tensor, z: torch.Tensor, active: torch.Tensor) -> torch.Tensor:
-        """(B,) the seed whose visited point lies nearest within the capture radius, -1 where none."""
-        out = torch.full((len(seeds),), -1, dtype=torch.long)
-        if not active.any():
-            return out
-        bz, bseed, bstep = torch.cat(self.z), torch.cat(self.seed), torch.cat(self.step)
-        self.z, self.seed, self.step = [bz], [bseed], [bstep]  # keep one block
-        q = z.detach().flatten(1).double().cpu()[active]
-        d = torch.cdist(q, bz, compute_mode="donot_use_mm_for_euclid_dist")  # per pair: no batch-shaped rounding
-        ok = (bseed[None] < seeds[active][:, None]) & (bstep[None] <= steps[active][:, None])
-        ok &= d < self.capture * bz.norm(dim=1)[None]
-        d = torch.where(ok, d, torch.full_like(d, float("inf")))
-        best = d.argmin(1)
-        out[active] = torch.where(ok.any(1), bseed[best], torch.full_like(best, -1))
-        return out
-
-
-# Accelerated solvers live in their own module, which does not import this one (no cycle).
-from .solvers import AndersonSolver, RelaxationSolver  # noqa: E402
-
-SOLVERS["anderson"] = AndersonSolver
-SOLVERS["relax"] = RelaxationSolver
-
-
-def make_solver(name: str, options: dict | None = None) -> Solver:
-    """``SOLVERS[name](**options)``; ValueError with a one-line message for an unknown solver or option."""
-    import inspect
-
-    if name not in SOLVERS:
-        raise ValueError(f"unknown solver {name!r}: choose one of {', '.join(SOLVERS)}")
-    known = [p for p in inspect.signature(SOLVERS[name]).parameters if p != "self"]
-    unknown = sorted(set(options or {}) - set(known))
-    if unknown:
-        raise ValueError(f"unknown option {', '.join(map(repr, unknown))} for solver {name!r}: "
-                         + (f"choose from {', '.join(known)}" if known else "it takes no options"))
-    return SOLVERS[name](**(options or {}))

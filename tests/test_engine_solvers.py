@@ -9,9 +9,9 @@ import torch
 
 from latentfield.adapters import TorchAutoencoder, load_adapter
 from latentfield.probe.engine import CONVERGED, SOLVERS, iterate
-from latentfield.probe.run import ProbeConfig, run_probe
-from latentfield.probe.seeds import make_seeds
-from latentfield.probe.solvers import AndersonSolver, RelaxationSolver
+from latentfield.probe.rundir import ProbeConfig, run_probe
+from latentfield.probe.engine.seeds import make_seeds
+from latentfield.probe.engine.solvers import AndersonSolver, RelaxationSolver
 
 
 def vector_map(fn, dim: int) -> TorchAutoencoder:

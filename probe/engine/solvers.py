@@ -15,17 +15,41 @@ of a plain trajectory is a slow, steady drift along the data manifold (successiv
 way, cosine 0.95-1.0, at a nearly constant length), where residuals are too alike for Anderson's
 least-squares mixing. Stretching each step, z + h (f(z) - z), covers that drift in fewer evaluations.
 
-This module does not import the engine (the engine registers ``"anderson"`` and ``"relax"`` from here).
+``SOLVERS`` maps each name to its class; :func:`make_solver` builds one from CLI-style options.
 """
 from __future__ import annotations
 
+import inspect
 import math
-from typing import Callable
+from typing import Callable, Protocol
 
 import torch
 
-Map = Callable[[torch.Tensor], torch.Tensor]
-State = dict[str, torch.Tensor]
+from .types import Map, State
+
+
+class Solver(Protocol):
+    """One step of a fixed-point solver over a batch. ``step`` returns the next iterate, the squared
+    step norm used by the stopping rule (shape (B,)) and the updated per-seed state."""
+
+    name: str
+
+    def init_state(self, z: torch.Tensor) -> State: ...
+
+    def step(self, f: Map, z: torch.Tensor, state: State) -> tuple[torch.Tensor, torch.Tensor, State]: ...
+
+
+class PlainSolver:
+    """z_{t+1} = f(z_t): the paper's iteration."""
+
+    name = "plain"
+
+    def init_state(self, z: torch.Tensor) -> State:
+        return {}
+
+    def step(self, f: Map, z: torch.Tensor, state: State) -> tuple[torch.Tensor, torch.Tensor, State]:
+        z_next = f(z)
+        return z_next, (z_next - z).flatten(1).pow(2).sum(1), state
 
 
 class AndersonSolver:
@@ -201,4 +225,20 @@ def _check(key: str, value: object) -> None:
         raise ValueError(f"{key} must be {'an integer' if kind is int else 'a number'} {rule}, got {value!r}")
 
 
-__all__ = ["AndersonSolver", "RelaxationSolver"]
+SOLVERS: dict[str, Callable[..., Solver]] = {"plain": PlainSolver, "anderson": AndersonSolver,
+                                             "relax": RelaxationSolver}
+
+
+def make_solver(name: str, options: dict | None = None) -> Solver:
+    """``SOLVERS[name](**options)``; ValueError with a one-line message for an unknown solver or option."""
+    if name not in SOLVERS:
+        raise ValueError(f"unknown solver {name!r}: choose one of {', '.join(SOLVERS)}")
+    known = [p for p in inspect.signature(SOLVERS[name]).parameters if p != "self"]
+    unknown = sorted(set(options or {}) - set(known))
+    if unknown:
+        raise ValueError(f"unknown option {', '.join(map(repr, unknown))} for solver {name!r}: "
+                         + (f"choose from {', '.join(known)}" if known else "it takes no options"))
+    return SOLVERS[name](**(options or {}))
+
+
+__all__ = ["Solver", "PlainSolver", "AndersonSolver", "RelaxationSolver", "SOLVERS", "make_solver"]

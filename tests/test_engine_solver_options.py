@@ -10,8 +10,8 @@ from latentfield.adapters import TorchAutoencoder
 from latentfield.probe.cli import main
 from latentfield.probe.engine import make_solver
 from latentfield.adapters.errors import UsageError
-from latentfield.probe.run import ProbeConfig, run_probe
-from latentfield.probe.solvers import AndersonSolver
+from latentfield.probe.rundir import ProbeConfig, run_probe
+from latentfield.probe.engine.solvers import AndersonSolver
 
 
 def slow_linear(d: int = 12, rho: float = 0.95) -> TorchAutoencoder:

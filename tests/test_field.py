@@ -7,8 +7,9 @@ import torch
 
 from latentfield.adapters import TorchAutoencoder
 from latentfield.probe.cli import main
-from latentfield.probe.field import field_figure, field_grid, pca_basis, project, save_figure, split_trajectories
-from latentfield.probe.run import ProbeConfig, run_probe
+from latentfield.probe.report.field_plot import field_figure, save_figure
+from latentfield.probe.analyses.field import field_grid, pca_basis, project, split_trajectories
+from latentfield.probe.rundir import ProbeConfig, run_probe
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -19,7 +20,7 @@ def double_well(z: torch.Tensor) -> torch.Tensor:
 
 
 def two_wells() -> TorchAutoencoder:
-    """The double well as an adapter (also used by the CLI test through ``py:test_dynamics_field:two_wells``)."""
+    """The double well as an adapter (also used by the CLI test through ``py:test_field:two_wells``)."""
     return TorchAutoencoder(lambda x: x.flatten(1), lambda z: double_well(z).view(-1, 1, 1, 2),
                             image_shape=(1, 1, 2), name="two-wells")
 
@@ -74,20 +75,20 @@ def test_trajectories_are_projected_on_the_attractor_pcs():
 def test_field_command_writes_stream_plot_and_projection(tmp_path, monkeypatch, capsys):
     monkeypatch.syspath_prepend(str(__import__("pathlib").Path(__file__).parent))
     out = tmp_path / "field.png"
-    assert main(["field", "py:test_dynamics_field:two_wells", "--out", str(out), "--seeds", "16", "--init", "uniform",
+    assert main(["field", "py:test_field:two_wells", "--out", str(out), "--seeds", "16", "--init", "uniform",
                  "--grid", "20", "--quiet"]) == 0
     assert out.read_bytes().startswith(PNG) and out.stat().st_size > 10_000
     assert "2 verified attractors" in capsys.readouterr().out
     out2 = tmp_path / "pca.png"
-    assert main(["field", "py:test_dynamics_field:rotating_sink", "--out", str(out2), "--seeds", "8", "--quiet",
+    assert main(["field", "py:test_field:rotating_sink", "--out", str(out2), "--seeds", "8", "--quiet",
                  "--solver", "anderson"]) == 0
     assert out2.read_bytes().startswith(PNG) and out2.stat().st_size > 10_000
 
 
 def test_field_command_rejects_bad_input(tmp_path, monkeypatch, capsys):
     monkeypatch.syspath_prepend(str(__import__("pathlib").Path(__file__).parent))
-    assert main(["field", "py:test_dynamics_field:two_wells", "--out", str(tmp_path / "x.png"), "--grid", "1"]) == 2
+    assert main(["field", "py:test_field:two_wells", "--out", str(tmp_path / "x.png"), "--grid", "1"]) == 2
     assert "latentfield: error: --trajectories must be >= 0 and --grid >= 2" in capsys.readouterr().err
     with pytest.raises(SystemExit) as e:
-        main(["field", "py:test_dynamics_field:two_wells", "--out", str(tmp_path / "x.png"), "--box", "1,0,0,1"])
+        main(["field", "py:test_field:two_wells", "--out", str(tmp_path / "x.png"), "--box", "1,0,0,1"])
     assert e.value.code == 2 and "XMIN < XMAX" in capsys.readouterr().err

@@ -1,6 +1,6 @@
-"""Report sections of the analyses: each composes pure functions of ``probe/analyses`` into one HTML
-block and one key of ``report.json``. ``audit`` runs them after its built-in sections; a section
-returns without a trace when its inputs are missing.
+"""The audit report's analysis sections (copy rate, generalization entropy, dictionary, OOD): each turns
+pure functions of ``probe/analyses`` or what ``workflows.audit.gather`` computed into one HTML block and
+one key of ``report.json``. A section returns without a trace when its inputs are missing.
 """
 from __future__ import annotations
 
@@ -8,16 +8,17 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from .analyses.copying import COPY_QUANTILE, VARIANCE_EXPLAINED, calibrated_copying, generalization_entropy
-from .analyses.dictionary import dictionary_figure, dictionary_test
-from .analyses.memorization import memorization_coefficient
-from .analyses.ood import IterationSettings, OODResult, export_scores, ood_benchmark, split_heldout
-from .data import noise_images
-from .report import figure_uri, table
+from ..analyses.copying import COPY_QUANTILE, VARIANCE_EXPLAINED, calibrated_copying, generalization_entropy
+from ..analyses.memorization import memorization_coefficient
+from ..data import noise_images
+from ..workflows.audit import AUDIT_MAX_IMAGES
+from ..workflows.ood import OODResult
+from .figures import dictionary_figure
+from .html import figure_uri, table
 
 if TYPE_CHECKING:
-    from .audit import AuditContext
-    from .report import Report
+    from ..workflows.audit import AuditContext
+    from .html import Report
 
 
 # -- audit sections -------------------------------------------------------------------------------
@@ -67,12 +68,9 @@ def generalization_entropy_section(ctx: "AuditContext", report: "Report") -> Non
 
 def dictionary_section(ctx: "AuditContext", report: "Report") -> None:
     """Runs when the audit is asked for it (``options['dictionary']``) and has reference images."""
-    if not ctx.options.get("dictionary") or len(ctx.result.attractors) == 0:
+    res = ctx.dictionary
+    if res is None:
         return
-    images = ctx.heldout if ctx.heldout is not None and len(ctx.heldout) else ctx.train
-    if images is None or len(images) == 0:
-        return
-    res = dictionary_test(ctx.adapter, ctx.result.attractors, images[:512])
     rows = list(zip(res["n_atoms"], res["mse_attractors"], res["mse_random_basis"]))
     body = table(rows, ["atoms", "MSE (attractors)", "MSE (random basis)"])
     body += f"<img src='{figure_uri(dictionary_figure(res))}'>"
@@ -87,33 +85,15 @@ def metrics_table(result: OODResult) -> str:
     return table(rows, ["test set", "method", "AUROC", "FPR95", "AUPR-in", "AUPR-out"])
 
 
-AUDIT_MAX_IMAGES = 512  # the audit scores a seeded subset of each set; `latentfield ood` has no cap
-
-
-def _subset(x: torch.Tensor, n: int, seed: int = 0) -> torch.Tensor:
-    if len(x) <= n:
-        return x
-    return x[torch.randperm(len(x), generator=torch.Generator().manual_seed(seed))[:n].sort().values]
-
-
 def ood_section(ctx: "AuditContext", report: "Report") -> None:
     """Runs when the audit has OOD sets (``options['ood']``: name -> images) and training images."""
-    tests = ctx.options.get("ood")
-    if not tests or ctx.train is None:
+    res = ctx.ood
+    if res is None:
         return
-    cfg = ctx.result.config
-    settings = IterationSettings(cfg.tol, cfg.max_steps, cfg.batch_size)
-    if ctx.heldout is not None and len(ctx.heldout):
-        fit, test = ctx.train, ctx.heldout
-    else:
-        fit, test = split_heldout(ctx.train)
-    fit, test = _subset(fit, AUDIT_MAX_IMAGES), _subset(test, AUDIT_MAX_IMAGES)
-    tests = {name: _subset(x, AUDIT_MAX_IMAGES) for name, x in tests.items()}
-    res = ood_benchmark(ctx.adapter, fit, test, tests, settings, progress=ctx.progress, cache=ctx.out / "ood" / "cache")
-    export_scores(res, ctx.out / "ood")
+    n_fit, n_test = ctx.ood_sizes
     body = metrics_table(res)
-    body += (f"<p class='muted'>In-distribution: {len(fit)} images iterated to {res.info['n_in_attractors']} "
-             f"attractors; {len(test)} held-out images are the negatives. Higher score = more OOD; AUROC 0.5 is "
+    body += (f"<p class='muted'>In-distribution: {n_fit} images iterated to {res.info['n_in_attractors']} "
+             f"attractors; {n_test} held-out images are the negatives. Higher score = more OOD; AUROC 0.5 is "
              "chance, FPR95 is the share of OOD inputs accepted when 95% of in-distribution ones are. "
              f"Each set is a seeded subset of at most {AUDIT_MAX_IMAGES} images (`latentfield ood` uses all). "
              "Per-sample scores: ood/scores.csv.</p>")

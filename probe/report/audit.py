@@ -1,6 +1,7 @@
 """``audit``: probe a model from noise and write a report a person can open.
 
-Composes the engine (``run_probe``) with the analyses; each analysis adds one report section.
+``workflows.audit.gather`` probes and computes; each section here renders one block of ``report.html``
+and one key of ``report.json`` from that context (``audit_sections`` holds the analyses' sections).
 """
 from __future__ import annotations
 
@@ -8,33 +9,21 @@ import html
 from pathlib import Path
 from typing import Any, Callable
 
-import numpy as np
 import torch
 
 from latentfield.adapters import Adapter
 
-from .analyses.memorization import max_cosine, memorization_coefficient
-from .latents import decode_unit
-from .report import Report, figure_uri, img_tag, save_grid, table
-from .run import ProbeConfig, ProbeResult, describe_unconverged, run_probe
-from .sections import copying_section, dictionary_section, generalization_entropy_section, ood_section
+from ..analyses.memorization import max_cosine, memorization_coefficient
+from ..rundir import ProbeConfig
+from ..workflows.audit import AuditContext, gather, reference_sets
+from .audit_sections import copying_section, dictionary_section, generalization_entropy_section, ood_section
+from .figures import basin_figure
+from ..image_files import save_grid
+from .html import Report, figure_uri, img_tag, table
+from .messages import describe_unconverged
 
 GALLERY_MAX = 48
-TRAJECTORY_SEEDS = 12
 Section = Callable[["AuditContext", Report], None]
-
-
-class AuditContext:
-    """What analyses may use: the adapter, the probe result, decoded attractors and reference images
-    (all images (N, C, H, W) in [0, 1]); ``train`` / ``heldout`` may be None."""
-
-    def __init__(self, adapter: Adapter, result: ProbeResult, train: torch.Tensor | None,
-                 heldout: torch.Tensor | None, out: Path, progress: bool = True, options: dict[str, Any] | None = None):
-        self.adapter, self.result, self.train, self.heldout, self.out = adapter, result, train, heldout, out
-        self.progress = progress
-        self.options = options or {}
-        self.order = np.argsort(-result.basin_sizes, kind="stable")  # attractors, largest basin first
-        self.decoded = decode_unit(adapter, result.attractors)
 
 
 def audit(adapter: Adapter, out: str | Path, config: ProbeConfig | None = None, *, train: torch.Tensor | None = None,
@@ -43,19 +32,17 @@ def audit(adapter: Adapter, out: str | Path, config: ProbeConfig | None = None, 
     """Probe ``adapter`` and write ``out/report.json`` and ``out/report.html``; returns the JSON data.
 
     The probe run itself goes to ``out/probe`` (resumable). ``train`` / ``heldout``: reference images
-    in [0, 1] for the memorization sections. ``sections`` adds further analyses after the built-ins.
-    ``options``: ``{"dictionary": True}`` runs the OMP dictionary test, ``{"ood": {name: images}}`` the
-    OOD section (fitted on ``train``, negatives ``heldout``).
+    in [0, 1] for the memorization sections (default: a demo checkpoint's own sets). ``sections`` adds
+    further analyses after the built-ins. ``options``: ``{"dictionary": True}`` runs the OMP dictionary
+    test, ``{"ood": {name: images}}`` the OOD section (fitted on ``train``, negatives ``heldout``).
     """
-    out = Path(out)
-    result = run_probe(adapter, config or ProbeConfig(), out=out / "probe", progress=progress)
-    ctx = AuditContext(adapter, result, train, heldout, out, progress, options)
+    ctx = gather(adapter, out, config, train=train, heldout=heldout, progress=progress, options=options)
     report = Report(f"latentfield audit: {adapter.name}")
     for section in [overview_section, convergence_section, stability_section, trajectory_section, gallery_section,
                     memorization_section, copying_section, generalization_entropy_section,
                     dictionary_section, ood_section, *(sections or [])]:
         section(ctx, report)
-    report.write(out)
+    report.write(ctx.out)
     return report.data
 
 
@@ -85,22 +72,11 @@ def convergence_section(ctx: AuditContext, report: Report) -> None:
                  "are not attractors and are left out of everything below. "
                  f"{html.escape(describe_unconverged(s) or '')}</p>")
     if s["n_attractors"]:
-        body += f"<img src='{figure_uri(_basin_figure(r.basin_sizes[ctx.order]))}'>"
+        body += f"<img src='{figure_uri(basin_figure(r.basin_sizes[ctx.order]))}'>"
     report.add("Convergence and basins", body, n_seeds=s["n_seeds"], n_converged=c["converged"],
                n_max_steps=c["max_steps"], n_diverged=c["diverged"], n_attractors=s["n_attractors"],
                n_attractors_euclid=s["n_attractors_euclid"], basin_sizes=r.basin_sizes[ctx.order].tolist(),
                steps_median=st["median"], steps_p90=st["p90"], steps_max=st["max"], unconverged=s.get("unconverged"))
-
-
-def _basin_figure(sizes: np.ndarray) -> Any:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    fig, ax = plt.subplots(figsize=(7, 2.4))
-    ax.bar(np.arange(len(sizes)), sizes, color="#4c72b0")
-    ax.set_xlabel("attractor (largest basin first)")
-    ax.set_ylabel("seeds in basin")
-    return fig
 
 
 def stability_section(ctx: AuditContext, report: Report) -> None:
@@ -118,26 +94,22 @@ def stability_section(ctx: AuditContext, report: Report) -> None:
 
 
 def trajectory_section(ctx: AuditContext, report: Report) -> None:
-    """The first few seeds re-run with every step recorded (seed i depends only on (seed, i), so these
-    are the main run's own trajectories), drawn on the top-2 principal axes of the attractor set."""
-    cfg = ctx.result.config
-    if len(ctx.result.attractors) == 0 or cfg.init == "data":
+    """The first seeds' trajectories (every step), drawn on the top-2 principal axes of the attractor set."""
+    if ctx.trajectories is None:
         return
-    from dataclasses import replace
-
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from .field import plot_projected, split_trajectories
-    n = min(TRAJECTORY_SEEDS, cfg.n_seeds)
-    res = run_probe(ctx.adapter, replace(cfg, n_seeds=n, record_every=1, verify=False), progress=False)
+    from ..analyses.field import split_trajectories
+    from .field_plot import plot_projected
+    paths = split_trajectories(ctx.trajectories)
     stab = ctx.result.summary().get("stability")
     kinds = [p["kind"] for p in stab["per_attractor"]] if stab else None
     fig, ax = plt.subplots(figsize=(5.5, 4.2))
-    plot_projected(ax, split_trajectories(res.trajectories), ctx.result.attractors.numpy(), kinds)
-    report.add("Trajectories", f"<img src='{figure_uri(fig)}'><p class='muted'>The first {n} seeds, every step, "
-               "projected on the top two principal axes of the attractor set (markers: attractors).</p>")
+    plot_projected(ax, paths, ctx.result.attractors.numpy(), kinds)
+    report.add("Trajectories", f"<img src='{figure_uri(fig)}'><p class='muted'>The first {len(paths)} seeds, every "
+               "step, projected on the top two principal axes of the attractor set (markers: attractors).</p>")
 
 
 def gallery_section(ctx: AuditContext, report: Report) -> None:
@@ -179,14 +151,4 @@ def memorization_section(ctx: AuditContext, report: Report) -> None:
     report.add("Memorization", body, memorization=data)
 
 
-def reference_sets(adapter: Adapter) -> tuple[torch.Tensor | None, torch.Tensor | None]:
-    """Training and held-out images recorded with a bundled demo checkpoint, if any."""
-    record = getattr(adapter, "training_record", None)
-    if not record:
-        return None, None
-    from .data import digits
-    x_train, _ = digits("train")
-    return x_train[record["train_indices"]], digits("test")[0]
-
-
-__all__ = ["audit", "AuditContext", "decode_unit", "reference_sets"]
+__all__ = ["audit", "AuditContext", "reference_sets", "Section", "GALLERY_MAX"]

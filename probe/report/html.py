@@ -1,6 +1,7 @@
 """Self-contained reports: ``report.json`` for machines and ``report.html`` (images embedded) for people.
 
-A report is a list of sections; analyses contribute a section each (a key in the JSON, a block of HTML).
+A report is a list of sections; each contributes a key to the JSON and a block of HTML. This module holds
+the page and its building blocks (tables, embedded images and figures, atomic figure files).
 """
 from __future__ import annotations
 
@@ -16,6 +17,8 @@ import torch
 from PIL import Image
 
 from latentfield.adapters import atomic
+
+from ..image_files import png_bytes, to_pil
 
 _CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
@@ -64,19 +67,20 @@ def fmt(v: Any) -> str:
     return str(v)
 
 
-def png_bytes(img: Image.Image) -> bytes:
+def figure_bytes(fig: Any, fmt: str = "png", dpi: int = 110) -> bytes:
+    """Matplotlib figure -> file bytes in ``fmt`` (png, pdf, svg, ...); the figure is closed."""
+    import matplotlib.pyplot as plt
     buf = _io.BytesIO()
-    img.save(buf, format="PNG")
+    try:
+        fig.savefig(buf, format=fmt, dpi=dpi, bbox_inches="tight")
+    finally:
+        plt.close(fig)
     return buf.getvalue()
 
 
 def figure_png(fig: Any, dpi: int = 110) -> bytes:
     """Matplotlib figure -> PNG bytes (the figure is closed)."""
-    import matplotlib.pyplot as plt
-    buf = _io.BytesIO()
-    fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
-    plt.close(fig)
-    return buf.getvalue()
+    return figure_bytes(fig, "png", dpi)
 
 
 def write_figure(fig: Any, path: str | Path) -> None:
@@ -93,28 +97,7 @@ def figure_uri(fig: Any) -> str:
     return "data:image/png;base64," + base64.b64encode(figure_png(fig)).decode()
 
 
-def to_pil(x: torch.Tensor, size: int | None = None) -> Image.Image:
-    """One image (C, H, W) in [0, 1] -> PIL, optionally upscaled (nearest) so the long side is ``size``."""
-    arr = (x.detach().float().clamp(0, 1).cpu().numpy() * 255).round().astype(np.uint8)
-    img = Image.fromarray(arr[0] if arr.shape[0] == 1 else np.moveaxis(arr[:3], 0, -1))
-    if size and max(img.size) < size:
-        scale = size / max(img.size)
-        img = img.resize((round(img.width * scale), round(img.height * scale)), Image.NEAREST)
-    return img
-
-
 def img_tag(x: torch.Tensor, size: int = 64, title: str = "") -> str:
     return f"<img src='{png_uri(to_pil(x, size))}' title='{html.escape(title)}'>"
 
 
-def save_grid(images: torch.Tensor, path: str | Path, ncol: int = 8, size: int = 64) -> None:
-    """Save images (N, C, H, W) in [0, 1] as one PNG grid."""
-    tiles = [to_pil(x, size).convert("RGB") for x in images]
-    if not tiles:
-        return
-    w, h = tiles[0].size
-    rows = (len(tiles) + ncol - 1) // ncol
-    grid = Image.new("RGB", (min(ncol, len(tiles)) * (w + 2), rows * (h + 2)), "white")
-    for i, t in enumerate(tiles):
-        grid.paste(t, ((i % ncol) * (w + 2), (i // ncol) * (h + 2)))
-    atomic.write_bytes(path, png_bytes(grid))

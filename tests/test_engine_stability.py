@@ -9,9 +9,8 @@ import pytest
 import torch
 
 from latentfield.adapters import TorchAutoencoder
-from latentfield.probe.run import ProbeConfig, load_result, run_probe
-from latentfield.probe.stability import (analyze_fixed_point, classify, predict_steps, stopping_error,
-                                         verify_fixed_points)
+from latentfield.probe.rundir import ProbeConfig, load_result, run_probe
+from latentfield.probe.engine.stability import analyze_fixed_point, classify, predict_steps, stopping_error, verify_fixed_points
 
 
 def vector_map(fn, dim: int, name: str = "analytic") -> TorchAutoencoder:

@@ -1,0 +1,98 @@
+"""``ProbeResult``: what a probe found, per seed and per attractor, and its ``summary.json`` form."""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from latentfield.adapters import Adapter
+
+from ..engine.attractors import basin_sizes, step_stats
+from ..engine.types import CONVERGED, MAX_STEPS, STATUS_NAMES
+from .config import ProbeConfig
+from .environment import environment
+
+
+@dataclass
+class ProbeResult:
+    """Outcome of a probe.
+
+    end_points (N, *latent) float32: where each seed stopped; status (N,) int8 (0 converged, 1 max_steps,
+    2 diverged); steps (N,) f evaluations per seed; last_sq_step (N,): the squared step of each seed's
+    own last step (NaN when not known). attractors (K, *latent): de-duplicated converged end points
+    (cosine > cos_threshold); labels (N,): attractor of each seed, -1 if not converged. The ``_euclid``
+    twins use the relative Euclidean tolerance instead. run_key: the key of the run directory the result
+    belongs to (None for in-memory runs).
+    """
+
+    config: ProbeConfig
+    end_points: torch.Tensor
+    status: np.ndarray
+    steps: np.ndarray
+    attractors: torch.Tensor
+    labels: np.ndarray
+    attractors_euclid: torch.Tensor
+    labels_euclid: np.ndarray
+    n_evals: int
+    wall_time_s: float
+    last_sq_step: np.ndarray | None = None
+    adapter_info: dict[str, Any] = field(default_factory=dict)
+    trajectories: dict[str, torch.Tensor] | None = None  # in-memory runs with record_every > 0
+    captured_by: np.ndarray | None = None  # (N,) with capture > 0: the seed whose path each joined, -1 if none
+    stability: dict[str, Any] | None = None  # verified runs: see engine.stability.stability_report
+    run_key: str | None = None
+
+    @property
+    def basin_sizes(self) -> np.ndarray:
+        return basin_sizes(self.labels, len(self.attractors))
+
+    @property
+    def counts(self) -> dict[str, int]:
+        return {name: int((self.status == code).sum()) for code, name in enumerate(STATUS_NAMES)}
+
+    def unconverged(self) -> dict[str, Any] | None:
+        """The seeds that ran to ``max_steps`` themselves (not by capture): how many, and how fast they
+        still moved at the end, as squared step (the stopping rule's quantity) and step / ||z||."""
+        cut = np.flatnonzero((self.status == MAX_STEPS) & (self.steps >= self.config.max_steps))
+        if not len(cut):
+            return None
+        out: dict[str, Any] = {"n": int(len(cut)), "max_steps": self.config.max_steps, "tol": self.config.tol}
+        known = cut[~np.isnan(self.last_sq_step[cut])] if self.last_sq_step is not None else cut[:0]
+        if len(known):
+            sq = self.last_sq_step[known]
+            norm = self.end_points[known].flatten(1).double().norm(dim=1).clamp_min(1e-30).numpy()
+            out |= {"sq_step_median": float(np.median(sq)), "sq_step_max": float(sq.max()),
+                    "relative_step_median": float(np.median(np.sqrt(sq) / norm))}
+        return out
+
+    def summary(self) -> dict[str, Any]:
+        conv = self.status == CONVERGED
+        return {
+            "run_key": self.run_key,
+            "config": asdict(self.config),
+            "adapter": self.adapter_info,
+            "versions": environment(),
+            "n_seeds": len(self.status),
+            "counts": self.counts,
+            "n_attractors": len(self.attractors),
+            "n_attractors_euclid": len(self.attractors_euclid),
+            "basin_sizes": self.basin_sizes.tolist(),
+            "basin_sizes_euclid": basin_sizes(self.labels_euclid, len(self.attractors_euclid)).tolist(),
+            "steps_to_converge": step_stats(self.steps[conv]),
+            "n_evals": self.n_evals,
+            "wall_time_s": round(self.wall_time_s, 3),
+        } | ({"unconverged": u} if (u := self.unconverged()) else {}) \
+          | ({"stability": self.stability} if self.stability is not None else {}) \
+          | ({"n_captured": int((self.captured_by >= 0).sum())} if self.captured_by is not None else {})
+
+
+def adapter_info(adapter: Adapter) -> dict[str, Any]:
+    """The model a run belongs to, as recorded in its files."""
+    return {"name": adapter.name, "fingerprint": adapter.fingerprint, "latent_shape": list(adapter.latent_shape),
+            "image_shape": list(adapter.image_shape or ()), "value_range": list(adapter.value_range),
+            "device": str(adapter.device)}
+
+
+__all__ = ["ProbeResult", "adapter_info"]

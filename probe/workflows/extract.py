@@ -1,0 +1,65 @@
+"""Data-free prior extraction: Gaussian seeds iterated to attractors, written as files a person or another
+tool can use: ``attractors/*.png`` (decoded, largest basin first), ``manifest.json``, the latents
+(``attractors.safetensors``) and a FAISS index of them (``index.faiss``); optionally the OMP dictionary test.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from latentfield.adapters import Adapter, atomic
+
+from ..analyses.dictionary import dictionary_test
+from ..engine.latents import decode_unit
+from ..index import AttractorIndex
+from ..image_files import png_bytes, save_grid, to_pil
+from ..rundir import ProbeConfig, ProbeResult, run_probe
+from ..rundir.layout import probe_dir
+
+
+def extract_prior(adapter: Adapter, out: str | Path, config: ProbeConfig | None = None,
+                  reference: torch.Tensor | None = None,
+                  progress: bool = False) -> tuple[ProbeResult, dict[str, Any], dict[str, Any] | None]:
+    """Probe ``adapter`` (a resumable run in ``out/probe``) and write its attractors to ``out``.
+
+    ``reference`` (M, C, H, W) in [0, 1]: images for the dictionary test (``dictionary.json``; the command
+    draws ``dictionary.png``). Returns the probe result, the manifest (also ``out/manifest.json``) and the
+    dictionary test's result (None when not run).
+    """
+    out = Path(out)
+    result = run_probe(adapter, config or ProbeConfig(), out=probe_dir(out), progress=progress)
+    order = np.argsort(-result.basin_sizes, kind="stable")  # largest basin first, as in the audit
+    attractors = result.attractors[order]
+    sizes = result.basin_sizes[order]
+    decoded = decode_unit(adapter, attractors)
+    entries = []
+    for rank, (k, img) in enumerate(zip(order, decoded)):
+        name = f"attractors/{rank:05d}.png"
+        atomic.write_bytes(out / name, png_bytes(to_pil(img)))
+        entries.append({"file": name, "rank": rank, "attractor": int(k), "basin_size": int(sizes[rank]),
+                        "latent_norm": float(attractors[rank].norm())})
+    atomic.write_tensors(out / "attractors.safetensors", {"attractors": attractors.contiguous(),
+                                                          "basin_sizes": torch.from_numpy(sizes.copy())},
+                         metadata={"fingerprint": adapter.fingerprint, "model": adapter.name,
+                                   "run_key": str(result.run_key)})
+    if len(attractors):
+        index = AttractorIndex.build(attractors, "cosine", fingerprint=adapter.fingerprint)
+        index.meta["run_key"] = result.run_key
+        index.save(out / "index.faiss")
+        save_grid(decoded[:64], out / "attractors.png")
+    manifest = {"model": adapter.name, "fingerprint": adapter.fingerprint, "run_key": result.run_key,
+                "latent_shape": list(adapter.latent_shape), "n_seeds": len(result.status), "counts": result.counts,
+                "n_attractors": len(attractors), "attractors": entries}
+    dictionary = None
+    if reference is not None and len(attractors):
+        dictionary = dictionary_test(adapter, attractors, reference)
+        atomic.write_json(out / "dictionary.json", dictionary)
+        manifest["dictionary"] = "dictionary.json"
+    atomic.write_json(out / "manifest.json", manifest)
+    return result, manifest, dictionary
+
+
+__all__ = ["extract_prior"]

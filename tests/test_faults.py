@@ -1,0 +1,237 @@
+"""Fault injection on run directories: kills, foreign / short / corrupt chunks, lost run files, concurrent
+runs, a full disk. Each case asserts the exact outcome: the uninterrupted run's result (bit for bit at
+equal batch size), or one line on stderr and a non-zero exit with every finished chunk kept."""
+from __future__ import annotations
+
+import errno
+import json
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+
+from latentfield.probe.cli import main
+from latentfield.probe.rundir import load_result
+
+TESTS = Path(__file__).resolve().parent
+# 48 seeds of a contracting random AE; tol 1e-30 keeps every seed iterating to max_steps, so a run takes
+# long enough to be killed in the middle; chunks of 8 seeds.
+ARGS = ["probe", "py:models:random_conv_ae", "--seeds", "48", "--max-steps", "150", "--tol", "1e-30",
+        "--chunk-size", "8", "--batch-size", "8", "--quiet"]
+
+
+def _env() -> dict[str, str]:
+    return {**os.environ, "PYTHONPATH": str(TESTS), "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+
+
+def _cli(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "latentfield.probe.cli", *args], capture_output=True, text=True,
+                          env=_env(), timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory) -> Path:
+    """The uninterrupted run every faulty one must reproduce."""
+    out = tmp_path_factory.mktemp("ref") / "run"
+    res = _cli(*ARGS, "--out", str(out))
+    assert res.returncode == 0, res.stderr
+    return out
+
+
+def _same(a: Path, b: Path) -> None:
+    ra, rb = load_result(a), load_result(b)
+    torch.testing.assert_close(ra.end_points, rb.end_points, rtol=0, atol=0)  # bitwise: equal batch size
+    assert (ra.status == rb.status).all() and (ra.labels == rb.labels).all() and ra.n_evals == rb.n_evals
+    assert ra.run_key == rb.run_key
+
+
+def _one_line(res: subprocess.CompletedProcess, *needles: str) -> str:
+    lines = [ln for ln in res.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and "Traceback" not in res.stderr, res.stderr
+    assert all(n in lines[0] for n in needles), lines[0]
+    return lines[0]
+
+
+def test_kill_9_at_random_points_then_resume_bit_for_bit(reference, tmp_path):
+    rng = random.Random(0)
+    out = tmp_path / "run"
+    kills = 0
+    for _ in range(2):
+        proc = subprocess.Popen([sys.executable, "-m", "latentfield.probe.cli", *ARGS, "--out", str(out)],
+                                env={**_env()}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        before = len(list((out / "chunks").glob("*.safetensors"))) if (out / "chunks").exists() else 0
+        want = before + rng.randint(1, 2)
+        deadline = time.time() + 240
+        while time.time() < deadline and proc.poll() is None:
+            done = len(list((out / "chunks").glob("*.safetensors"))) if (out / "chunks").exists() else 0
+            if done >= want:
+                break
+            time.sleep(0.05)
+        time.sleep(rng.random() * 0.3)  # somewhere inside the next chunk
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGKILL)
+            kills += 1
+        proc.wait(30)
+    assert kills >= 1, "the run finished before any kill: make it longer"
+    res = _cli(*ARGS, "--out", str(out))
+    assert res.returncode == 0, res.stderr
+    _same(out, reference)
+    assert not list(out.rglob("*.tmp"))
+
+
+def _partial(reference: Path, tmp_path: Path, keep: int = 3) -> Path:
+    """A copy of the reference run with only its first ``keep`` chunks, as a killed run leaves it."""
+    out = tmp_path / "run"
+    shutil.copytree(reference, out)
+    for f in ("attractors.safetensors", "summary.json"):
+        (out / f).unlink()
+    for chunk in sorted((out / "chunks").glob("*.safetensors"))[keep:]:
+        chunk.unlink()
+    return out
+
+
+def _rewrite(path: Path, **changes) -> None:
+    with safe_open(str(path), "pt") as f:
+        meta = dict(f.metadata())
+        tensors = {k: f.get_tensor(k) for k in f.keys()}
+    rows = changes.pop("rows", None)
+    if rows is not None:
+        tensors = {k: v[:rows] for k, v in tensors.items()}
+    meta.update(changes)
+    save_file(tensors, str(path), metadata=meta)
+
+
+@pytest.mark.parametrize("fault", ["truncated", "emptied", "garbage", "short", "foreign", "unkeyed", "other-range"])
+def test_bad_chunk_is_recomputed_never_used(reference, tmp_path, fault):
+    out = _partial(reference, tmp_path)
+    chunk = out / "chunks" / "00001.safetensors"
+    if fault == "truncated":
+        chunk.write_bytes(chunk.read_bytes()[:200])
+    elif fault == "emptied":
+        chunk.write_bytes(b"")
+    elif fault == "garbage":
+        chunk.write_bytes(os.urandom(4096))
+    elif fault == "short":
+        _rewrite(chunk, rows=5)
+    elif fault == "foreign":  # the same chunk of a run with another --seed
+        _rewrite(chunk, run_key="0" * 64)
+    elif fault == "unkeyed":
+        with safe_open(str(chunk), "pt") as f:
+            tensors = {k: f.get_tensor(k) for k in f.keys()}
+        save_file(tensors, str(chunk), metadata={"n_evals": "1", "wall": "0.1"})
+    elif fault == "other-range":
+        _rewrite(chunk, start="16", stop="24")
+    res = _cli(*ARGS, "--out", str(out))
+    assert res.returncode == 0, res.stderr
+    line = _one_line(res, "00001.safetensors", "recomputing that chunk")
+    assert line.startswith("latentfield: ")
+    _same(out, reference)
+
+
+def test_chunk_of_a_run_with_another_seed_is_not_used(reference, tmp_path):
+    other = tmp_path / "seed1"
+    assert _cli(*ARGS, "--seed", "1", "--out", str(other)).returncode == 0
+    out = _partial(reference, tmp_path)
+    shutil.copy(other / "chunks" / "00002.safetensors", out / "chunks" / "00002.safetensors")
+    res = _cli(*ARGS, "--out", str(out))
+    assert res.returncode == 0 and "belongs to another run" in res.stderr
+    _same(out, reference)
+
+
+def test_lost_run_file_never_mixes_settings(reference, tmp_path):
+    out = _partial(reference, tmp_path)
+    (out / "run.json").unlink()
+    res = _cli(*ARGS, "--seed", "7", "--out", str(out))  # seed-0 chunks must not be labelled seed 7
+    assert res.returncode == 0, res.stderr
+    fresh = tmp_path / "fresh7"
+    assert _cli(*ARGS, "--seed", "7", "--out", str(fresh)).returncode == 0
+    _same(out, fresh)
+    assert res.stderr.count("belongs to another run") == 3  # the three seed-0 chunks, each recomputed
+
+
+def test_corrupt_run_file_is_rebuilt_in_one_line(reference, tmp_path):
+    out = _partial(reference, tmp_path)
+    (out / "run.json").write_text("{not json")
+    res = _cli(*ARGS, "--out", str(out))
+    assert res.returncode == 0
+    _one_line(res, "run.json is unreadable; rebuilt from the current settings")
+    _same(out, reference)
+    json.loads((out / "run.json").read_text())
+
+
+def test_other_settings_into_the_same_folder_are_refused(reference, tmp_path):
+    out = _partial(reference, tmp_path)
+    res = _cli(*ARGS, "--sigma", "2", "--out", str(out))
+    assert res.returncode == 2
+    _one_line(res, "holds a probe with other settings", "--out")
+    assert len(list((out / "chunks").glob("*.safetensors"))) == 3  # nothing lost
+
+
+def test_two_concurrent_runs_into_one_folder(reference, tmp_path):
+    out = tmp_path / "run"
+    procs = [subprocess.Popen([sys.executable, "-m", "latentfield.probe.cli", *ARGS, "--out", str(out)], env=_env(),
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    for p in procs:
+        _, err = p.communicate(timeout=600)
+        assert p.returncode == 0, err
+    _same(out, reference)
+    assert not list(out.rglob("*.tmp"))
+
+
+def test_full_disk_keeps_finished_chunks_and_resumes(reference, tmp_path, monkeypatch, capsys):
+    import latentfield.adapters.atomic as atomic
+    monkeypatch.syspath_prepend(str(TESTS))
+    real, writes = atomic.write_tensors, []
+
+    def full_after_three(path, *a, **k):
+        writes.append(path)
+        if len(writes) > 3:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+        return real(path, *a, **k)
+
+    out = tmp_path / "run"
+    monkeypatch.setattr(atomic, "write_tensors", full_after_three)
+    assert main([*ARGS, "--out", str(out)]) == 2
+    err = [ln for ln in capsys.readouterr().err.splitlines() if ln.strip()]
+    assert len(err) == 1 and "No space left on device" in err[0], err
+    assert len(list((out / "chunks").glob("*.safetensors"))) == 3
+    assert not list(out.rglob("*.tmp"))
+    monkeypatch.setattr(atomic, "write_tensors", real)
+    assert main([*ARGS, "--out", str(out)]) == 0
+    _same(out, reference)
+
+
+def test_huge_seed_count_is_planned_lazily(tmp_path):
+    """10**12 seeds: the plan is lazy, so the first chunk is written at once (no MemoryError up front)."""
+    out = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, "-m", "latentfield.probe.cli", "probe", "py:models:random_conv_ae",
+                             "--seeds", str(10**12), "--max-steps", "5", "--out", str(out), "--quiet"], env=_env(),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline and proc.poll() is None and not (out / "chunks" / "00000.safetensors").exists():
+            time.sleep(0.1)
+        assert proc.poll() is None, proc.stderr.read()
+        assert (out / "chunks" / "00000.safetensors").exists()
+    finally:
+        proc.kill()
+        proc.wait(30)
+
+
+@pytest.mark.parametrize("flag,value,needle", [("--tol", "inf", "tolerance must be finite"),
+                                               ("--sigma", "inf", "sigma must be finite"),
+                                               ("--tol", "nan", "tolerance must be positive")])
+def test_meaningless_numbers_are_refused_before_work(tmp_path, flag, value, needle):
+    res = _cli("probe", "py:models:random_conv_ae", flag, value, "--out", str(tmp_path / "o"))
+    assert res.returncode == 2
+    _one_line(res, needle)
+    assert not (tmp_path / "o" / "chunks").exists()
