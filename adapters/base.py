@@ -101,10 +101,12 @@ class Adapter:
         return ((x - lo) / (hi - lo)).clamp(0, 1)
 
     def to(self, device: str | torch.device | None = None, dtype: torch.dtype | None = None) -> "Adapter":
+        """Move the weights; ``dtype`` casts them (``load_adapter(..., dtype=)`` checks the device supports it)."""
         if device is not None:
             self._device = torch.device(device)
-        if dtype is not None:
+        if dtype is not None and dtype != self._dtype:
             self._dtype = dtype
+            self._fingerprint = None  # the weights' bytes changed: the fingerprint names the map as it runs
         for m in self.modules():
             m.to(device=self._device, dtype=self._dtype)
         return self
@@ -115,6 +117,7 @@ class Adapter:
 
     @property
     def dtype(self) -> torch.dtype:
+        """The dtype the weights and ``encode``/``decode`` run in (float32 unless cast)."""
         return self._dtype
 
     @property

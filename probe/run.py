@@ -24,6 +24,7 @@ from tqdm.auto import tqdm
 from latentfield.adapters import Adapter
 
 from latentfield.adapters import atomic
+from latentfield.adapters.precision import dtype_name
 from .attractors import basin_sizes, deduplicate, step_stats
 from .data import images_sha256
 from .engine import CONVERGED, DIVERGED, MAX_STEPS, SOLVERS, STATUS_NAMES, iterate, make_solver
@@ -180,7 +181,8 @@ def versions() -> dict[str, str]:
 
 def adapter_info(adapter: Adapter) -> dict[str, Any]:
     return {"name": adapter.name, "fingerprint": adapter.fingerprint, "latent_shape": list(adapter.latent_shape),
-            "image_shape": list(adapter.image_shape or ()), "value_range": list(adapter.value_range)}
+            "image_shape": list(adapter.image_shape or ()), "value_range": list(adapter.value_range),
+            "dtype": dtype_name(adapter.dtype)}
 
 
 def run_probe(adapter: Adapter, config: ProbeConfig | None = None, out: str | Path | None = None,
@@ -202,7 +204,7 @@ def run_probe(adapter: Adapter, config: ProbeConfig | None = None, out: str | Pa
     out = Path(out) if out is not None else None
     info = adapter_info(adapter)
     if out is not None:
-        _prepare_dir(out, _resume_key(config, info["fingerprint"], data))
+        _prepare_dir(out, _resume_key(config, info["fingerprint"], data, info["dtype"]))
     chunks = [range(s, min(s + config.chunk_size, config.n_seeds)) for s in range(0, config.n_seeds, config.chunk_size)]
     bar = tqdm(total=config.n_seeds, desc=f"probe {adapter.name}", unit="seed", disable=not progress, leave=False)
     parts: list[dict[str, Any]] = []
@@ -253,13 +255,16 @@ def cache_dir(root: str | Path, adapter: Adapter, config: ProbeConfig, data: tor
     that probe several models or sets: a rerun finds and resumes its own runs, other inputs get new ones."""
     if config.init == "data" and data is not None:
         config = replace(config, n_seeds=len(data))  # as run_probe will set it
-    key = json.dumps(_resume_key(config, adapter.fingerprint, data), sort_keys=True)
+    key = json.dumps(_resume_key(config, adapter.fingerprint, data, dtype_name(adapter.dtype)), sort_keys=True)
     name = re.sub(r"[^A-Za-z0-9_.-]+", "_", adapter.name)[-40:]
     return Path(root) / f"{name}-{hashlib.sha256(key.encode()).hexdigest()[:16]}"
 
 
-def _resume_key(config: ProbeConfig, fingerprint: str, data: torch.Tensor | None) -> dict[str, Any]:
+def _resume_key(config: ProbeConfig, fingerprint: str, data: torch.Tensor | None,
+                dtype: str = "float32") -> dict[str, Any]:
     key = {"config": {k: v for k, v in asdict(config).items() if k not in _RESULT_NEUTRAL}, "fingerprint": fingerprint}
+    if dtype != "float32":  # the model's dtype changes its map; float32 keys stay as before, so old runs resume
+        key["dtype"] = dtype
     if not config.capture:  # so run directories made before the option existed still resume
         del key["config"]["capture"]
     if config.init == "data" and data is not None:  # seeds from data: other images of the same count are another run
@@ -278,7 +283,7 @@ def _prepare_dir(out: Path, key: dict[str, Any]) -> None:
     run_file = out / "run.json"
     if run_file.exists():
         if json.loads(run_file.read_text()) != json.loads(json.dumps(key)):
-            raise UsageError(f"{out} holds a probe with other settings, another model or other data; "
+            raise UsageError(f"{out} holds a probe with other settings, another model or dtype, or other data; "
                              "choose another --out or delete it")
     else:
         atomic.write_json(run_file, key)
@@ -292,7 +297,7 @@ def _run_chunk(adapter: Adapter, config: ProbeConfig, c: int, idx: range, data: 
         z0 = torch.cat([adapter.encode(x[i:i + config.batch_size]) for i in range(0, len(x), config.batch_size)])
     else:
         z0 = make_seeds(config.init, idx, adapter.latent_shape, config.seed, config.sigma, config.low, config.high)
-    z0 = z0.to(adapter.device, adapter.dtype)
+    z0 = z0.to(adapter.device, torch.promote_types(adapter.dtype, torch.float32))  # f casts to a bf16/fp16 model
     rec: list[tuple[np.ndarray, np.ndarray, torch.Tensor]] = []
     recorder = (lambda i, s, z: rec.append((i + idx.start, s, z.detach().cpu()))) if config.record_every else None
     res = iterate(adapter.f, z0, tol=config.tol, max_steps=config.max_steps, batch_size=config.batch_size,
