@@ -108,7 +108,9 @@ class Adapter:
             self._dtype = dtype
             self._fingerprint = None  # the weights' bytes changed: the fingerprint names the map as it runs
         for m in self.modules():
-            m.to(device=self._device, dtype=self._dtype)
+            # nn.Module.to itself: diffusers' override warns on every dtype cast about modules to keep in
+            # float32 (``_keep_in_fp32_modules``); load_adapter refuses low precision for models that have any.
+            nn.Module.to(m, device=self._device, dtype=self._dtype)
         return self
 
     @property

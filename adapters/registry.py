@@ -176,9 +176,20 @@ def load_adapter(spec: str | Adapter, *, image_shape: Sequence[int] | None = Non
     dev = _check_device(device) if device is not None else adapter.device
     if dtype is not None:
         check_supported(dtype, dev)
+        _check_castable(adapter, dtype)
     if device is not None or dtype is not None:
         adapter.to(dev, dtype)
     return adapter
+
+
+def _check_castable(adapter: Adapter, dtype: torch.dtype) -> None:
+    """A model that pins modules to float32 (diffusers/transformers ``_keep_in_fp32_modules``) would lose
+    that under a plain cast: refuse rather than run it differently from its authors' intent."""
+    kept = sorted({k for m in adapter.modules() for sub in m.modules()
+                   for k in (getattr(sub, "_keep_in_fp32_modules", None) or ())})
+    if kept and dtype != torch.float32:
+        raise AdapterError(f"{adapter.name}: keeps {', '.join(kept)} in float32, which a {dtype_name(dtype)} cast "
+                           "would not; run it in float32")
 
 
 def _requested_dtype(dtype: Any, torch_dtype: Any) -> torch.dtype | None:

@@ -154,3 +154,15 @@ def test_diffusers_vae_in_bfloat16(tmp_path, capsys):
                  "--tol", "1e-4", "--out", str(out), "--quiet"]) == 0
     assert json.loads((out / "summary.json").read_text())["adapter"]["dtype"] == "bfloat16"
     assert torch.equal(load_file(str(out / "attractors.safetensors"))["end_points"], res.end_points)
+
+
+def test_models_that_pin_modules_to_float32_are_not_cast():
+    from latentfield.adapters import TorchAutoencoder
+
+    class Pinned(torch.nn.Linear):
+        _keep_in_fp32_modules = ["norm"]
+
+    a = TorchAutoencoder(Pinned(4, 2), torch.nn.Linear(2, 4), image_shape=(4,))
+    with pytest.raises(AdapterError, match="keeps norm in float32"):
+        load_adapter(a, dtype="bfloat16")
+    assert load_adapter(a, dtype="float32").dtype == torch.float32
