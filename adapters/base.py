@@ -101,12 +101,16 @@ class Adapter:
         return ((x - lo) / (hi - lo)).clamp(0, 1)
 
     def to(self, device: str | torch.device | None = None, dtype: torch.dtype | None = None) -> "Adapter":
+        """Move the weights; ``dtype`` casts them (``load_adapter(..., dtype=)`` checks the device supports it)."""
         if device is not None:
             self._device = torch.device(device)
-        if dtype is not None:
+        if dtype is not None and dtype != self._dtype:
             self._dtype = dtype
+            self._fingerprint = None  # the weights' bytes changed: the fingerprint names the map as it runs
         for m in self.modules():
-            m.to(device=self._device, dtype=self._dtype)
+            # nn.Module.to itself: diffusers' override warns on every dtype cast about modules to keep in
+            # float32 (``_keep_in_fp32_modules``); load_adapter refuses low precision for models that have any.
+            nn.Module.to(m, device=self._device, dtype=self._dtype)
         return self
 
     @property
@@ -115,6 +119,7 @@ class Adapter:
 
     @property
     def dtype(self) -> torch.dtype:
+        """The dtype the weights and ``encode``/``decode`` run in (float32 unless cast)."""
         return self._dtype
 
     @property

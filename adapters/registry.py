@@ -27,6 +27,7 @@ import torch
 
 from .base import Adapter, TorchAutoencoder, check_options
 from .errors import AdapterError
+from .precision import check_supported, dtype_name, parse_dtype
 
 Loader = Callable[..., Adapter]
 KINDS = ("name", "path", "config", "hub")
@@ -156,21 +157,47 @@ def parse_spec(spec: str, names: Sequence[str] | None = None) -> Spec:
 
 
 def load_adapter(spec: str | Adapter, *, image_shape: Sequence[int] | None = None,
-                 device: str | None = None, **options: Any) -> Adapter:
+                 device: str | None = None, dtype: str | torch.dtype | None = None, **options: Any) -> Adapter:
     """Build an adapter from a spec string (see module docstring). Raises ``AdapterError``.
 
     ``image_shape`` (C, H, W) fixes the input size for adapters that need one (bare encoder/decoder
-    pairs, or models that accept several resolutions). Extra ``options`` go to the family loader.
+    pairs, or models that accept several resolutions). ``dtype`` (``float32``, ``bfloat16``, ``float16``;
+    ``torch_dtype`` is accepted as an alias) casts the weights after loading: families load in float32
+    and the adapter is moved with ``adapter.to(dtype=...)``, for every family alike. Extra ``options`` go
+    to the family loader.
     """
+    dtype = _requested_dtype(dtype, options.pop("torch_dtype", None))
     if isinstance(spec, Adapter):
         adapter = spec
     else:
         adapter = _resolve(str(spec), image_shape=image_shape, **options)
     if image_shape is not None and tuple(image_shape) != tuple(adapter.image_shape or ()):
         adapter.set_image_shape(image_shape)
-    if device is not None:
-        adapter.to(_check_device(device))
+    dev = _check_device(device) if device is not None else adapter.device
+    if dtype is not None:
+        check_supported(dtype, dev)
+        _check_castable(adapter, dtype)
+    if device is not None or dtype is not None:
+        adapter.to(dev, dtype)
     return adapter
+
+
+def _check_castable(adapter: Adapter, dtype: torch.dtype) -> None:
+    """A model that pins modules to float32 (diffusers/transformers ``_keep_in_fp32_modules``) would lose
+    that under a plain cast: refuse rather than run it differently from its authors' intent."""
+    kept = sorted({k for m in adapter.modules() for sub in m.modules()
+                   for k in (getattr(sub, "_keep_in_fp32_modules", None) or ())})
+    if kept and dtype != torch.float32:
+        raise AdapterError(f"{adapter.name}: keeps {', '.join(kept)} in float32, which a {dtype_name(dtype)} cast "
+                           "would not; run it in float32")
+
+
+def _requested_dtype(dtype: Any, torch_dtype: Any) -> torch.dtype | None:
+    """``dtype`` or its alias ``torch_dtype`` (the diffusers/transformers spelling), parsed; both only if equal."""
+    parsed = [parse_dtype(d) for d in (dtype, torch_dtype) if d is not None]
+    if len(parsed) == 2 and parsed[0] != parsed[1]:
+        raise AdapterError(f"dtype {dtype_name(parsed[0])} and torch_dtype {dtype_name(parsed[1])} disagree: give one")
+    return parsed[0] if parsed else None
 
 
 def _check_device(device: str | torch.device) -> torch.device:

@@ -24,6 +24,9 @@ def add_model_args(p: argparse.ArgumentParser, name: str = "model") -> None:
                    help="input size, for models that accept several or a bare encoder/decoder pair")
     p.add_argument("--checkpoint", default=None, help="weights file for specs that need one (e.g. timm:NAME)")
     p.add_argument("--device", default=None, help="torch device, e.g. cpu or cuda (default: cpu)")
+    p.add_argument("--dtype", default=None, choices=("float32", "bfloat16", "float16"),
+                   help="dtype the model runs in (default float32; float16 needs a GPU); the probe's stopping "
+                   "rule and stored end points stay float32 (also --model-option torch_dtype=...)")
     p.add_argument("--model-option", action="append", default=[], type=key_value, metavar="KEY=VALUE",
                    help="option for the model family's loader, e.g. scale_latents=true (repeatable; see docs/adapters.md)")
 
@@ -90,6 +93,10 @@ def model_from_args(args: argparse.Namespace, spec: str | None = None,
     options = dict(getattr(args, "model_option", None) or [])
     if getattr(args, "checkpoint", None):
         options["checkpoint"] = args.checkpoint
+    if getattr(args, "dtype", None):
+        if "dtype" in options:
+            raise UsageError("dtype given twice (--dtype and --model-option dtype=...): give it once")
+        options["dtype"] = args.dtype  # load_adapter refuses it beside a different --model-option torch_dtype
     adapter = load_adapter(spec or args.model, image_shape=image_shape or args.image_shape,
                            device=args.device, **options)
     if adapter.latent_shape is None:

@@ -56,6 +56,7 @@ def iterate(f: Map, z0: torch.Tensor, *, tol: float = 1e-6, max_steps: int = 300
     batch size, so results do not depend on it.
     """
     solver = solver or PlainSolver()
+    f, z0 = _float32_state(f, z0)
     n = z0.shape[0]
     end = torch.empty_like(z0)
     status = np.full(n, MAX_STEPS, dtype=np.int8)
@@ -127,3 +128,18 @@ def iterate(f: Map, z0: torch.Tensor, *, tol: float = 1e-6, max_steps: int = 300
         end[i], status[i] = end[captured_by[i]], status[captured_by[i]]
     return IterationResult(end=end, status=status, steps=steps, n_evals=n_evals, last_sq_step=last_sq,
                            captured_by=captured_by if bank is not None else None)
+
+
+def _float32_state(f: Map, z0: torch.Tensor) -> tuple[Map, torch.Tensor]:
+    """A bfloat16/float16 map still iterates in float32: the state, squared steps, norms, the solvers'
+    mixing and the end points are float32, and only f runs in low precision. Seeds given in low
+    precision are cast back to it when f is evaluated (an adapter casts its input itself, so float32
+    seeds work too). float32 and float64 maps pass through untouched."""
+    if z0.dtype in (torch.bfloat16, torch.float16):
+        low = z0.dtype
+        return (lambda z: _widen(f(z.to(low)))), z0.float()
+    return (lambda z: _widen(f(z))), z0
+
+
+def _widen(z: torch.Tensor) -> torch.Tensor:
+    return z.float() if z.dtype in (torch.bfloat16, torch.float16) else z

@@ -120,7 +120,7 @@ class AndersonSolver:
         z_next = torch.where(reject[:, None], fallback, torch.where(warm[:, None], fx, self._mix(hist_x, hist_f, n)))
         new_state = {"x": hist_x, "fx": hist_f, "n": n, "prev": prev, "plain": reject | warm, "age": age + 1,
                      "best": best, "since": since, "wait": wait}
-        return z_next.view(shape), r2.to(z.dtype), new_state
+        return z_next.view(shape), r2.to(torch.promote_types(z.dtype, torch.float32)), new_state
 
     def _mix(self, hist_x: torch.Tensor, hist_f: torch.Tensor, n: torch.Tensor) -> torch.Tensor:
         """Anderson weights per seed, alpha = G^-1 1 / (1^T G^-1 1) with G the residuals' Gram matrix."""
@@ -204,7 +204,7 @@ class RelaxationSolver:
         new_state = {"v": torch.where(keep, v, state["v"]), "fx": torch.where(keep, fx, state["fx"]),
                      "prev": torch.where(reject, state["prev"], r2), "h": h, "have": ~reject,
                      "best": best, "since": since, "off": off}
-        return z_next.view(shape), r2.to(z.dtype), new_state
+        return z_next.view(shape), r2.to(torch.promote_types(z.dtype, torch.float32)), new_state
 
 
 # Option -> (type, valid?, rule): CLI values arrive parsed as bool/int/float/str, so check both.

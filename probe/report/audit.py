@@ -12,6 +12,7 @@ from typing import Any, Callable
 import torch
 
 from latentfield.adapters import Adapter
+from latentfield.adapters.precision import LOW_PRECISION, dtype_name
 
 from ..analyses.memorization import max_cosine, memorization_coefficient
 from ..rundir import ProbeConfig
@@ -51,11 +52,13 @@ def overview_section(ctx: AuditContext, report: Report) -> None:
     cfg = r.config
     rows = [("model", a.name), ("fingerprint (sha256 of weights)", a.fingerprint[:16] + "..."),
             ("image shape", tuple(a.image_shape or ())), ("latent shape", tuple(a.latent_shape)),
+            ("dtype", dtype_name(a.dtype) + (" (the engine's state and end points: float32)"
+                                             if a.dtype in LOW_PRECISION else "")),
             ("seeds", f"{cfg.n_seeds} {cfg.init} (sigma {cfg.sigma}, seed {cfg.seed})"),
             ("stopping rule", f"||z(t+1) - z(t)||^2 < {cfg.tol:g}, at most {cfg.max_steps} steps"),
             ("solver", cfg.solver), ("evaluations of f", r.n_evals), ("wall time (s)", round(r.wall_time_s, 2))]
     report.add("Model and probe", table(rows), model=a.name, fingerprint=a.fingerprint,
-               latent_shape=list(a.latent_shape), image_shape=list(a.image_shape or ()),
+               latent_shape=list(a.latent_shape), image_shape=list(a.image_shape or ()), dtype=dtype_name(a.dtype),
                probe_config=r.summary()["config"], n_evals=r.n_evals, wall_time_s=r.wall_time_s)
 
 

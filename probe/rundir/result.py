@@ -8,6 +8,7 @@ import numpy as np
 import torch
 
 from latentfield.adapters import Adapter
+from latentfield.adapters.precision import dtype_name
 
 from ..engine.attractors import basin_sizes, step_stats
 from ..engine.types import CONVERGED, MAX_STEPS, STATUS_NAMES
@@ -92,7 +93,7 @@ def adapter_info(adapter: Adapter) -> dict[str, Any]:
     """The model a run belongs to, as recorded in its files."""
     return {"name": adapter.name, "fingerprint": adapter.fingerprint, "latent_shape": list(adapter.latent_shape),
             "image_shape": list(adapter.image_shape or ()), "value_range": list(adapter.value_range),
-            "device": str(adapter.device)}
+            "device": str(adapter.device), "dtype": dtype_name(adapter.dtype)}
 
 
 __all__ = ["ProbeResult", "adapter_info"]

@@ -22,6 +22,7 @@ from tqdm.auto import tqdm
 
 from latentfield.adapters import Adapter
 from latentfield.adapters.errors import UsageError
+from latentfield.adapters.precision import dtype_name
 
 from ..data import images_sha256
 from ..engine.attractors import deduplicate
@@ -68,7 +69,8 @@ class ProbeRun:
             raise UsageError(f"{adapter.name}: image shape unknown; pass `image_shape` (C, H, W) or data")
         self.adapter, self.config, self.data = adapter, config, data
         self.info = adapter_info(adapter)
-        self.key = store.resume_key(config, adapter.fingerprint, images_sha256(data) if config.init == "data" else None)
+        self.key = store.resume_key(config, adapter.fingerprint, images_sha256(data) if config.init == "data" else None,
+                                    self.info["dtype"])
         self.run_key = store.key_hash(self.key)
         self.dir = RunDir(out) if out is not None else None
         if self.dir is not None:
@@ -96,7 +98,9 @@ class ProbeRun:
         """Iterate the chunk's seeds and (with a directory) write the chunk; returns its part."""
         cfg, adapter = self.config, self.adapter
         t0 = time.perf_counter()
-        z0 = self.initial_points(np.arange(chunk.start, chunk.stop)).to(adapter.device, adapter.dtype)
+        # float32 (or wider) state whatever the model's dtype: f casts its input to a bf16/fp16 model
+        z0 = self.initial_points(np.arange(chunk.start, chunk.stop)).to(adapter.device,
+                                                                         torch.promote_types(adapter.dtype, torch.float32))
         rec: list[tuple[np.ndarray, np.ndarray, torch.Tensor]] = []
         recorder = (lambda i, s, z: rec.append((i + chunk.start, s, z.detach().cpu()))) if cfg.record_every else None
         res = iterate(adapter.f, z0, tol=cfg.tol, max_steps=cfg.max_steps, batch_size=cfg.batch_size,
@@ -202,7 +206,7 @@ def cache_dir(root: str | Path, adapter: Adapter, config: ProbeConfig, data: tor
     if config.init == "data" and data is not None:
         config = replace(config, n_seeds=len(data))  # as run_probe will set it
     sha = images_sha256(data) if config.init == "data" and data is not None else None
-    return keyed_run_dir(root, adapter.name, store.resume_key(config, adapter.fingerprint, sha))
+    return keyed_run_dir(root, adapter.name, store.resume_key(config, adapter.fingerprint, sha, dtype_name(adapter.dtype)))
 
 
 class _Progress:

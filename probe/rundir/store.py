@@ -29,11 +29,14 @@ log = logging.getLogger("latentfield")
 CHUNK_TENSORS = ("end", "status", "steps", "last_sq_step", "captured_by")
 
 
-def resume_key(config: ProbeConfig, fingerprint: str, data_sha256: str | None = None) -> dict[str, Any]:
-    """Everything that decides a probe's result: result-deciding settings, the model fingerprint and,
-    for seeds encoded from images, the images' SHA-256."""
+def resume_key(config: ProbeConfig, fingerprint: str, data_sha256: str | None = None,
+               dtype: str = "float32") -> dict[str, Any]:
+    """Everything that decides a probe's result: result-deciding settings, the model fingerprint and dtype
+    and, for seeds encoded from images, the images' SHA-256."""
     key: dict[str, Any] = {"config": {k: v for k, v in asdict(config).items() if k not in RESULT_NEUTRAL},
                            "fingerprint": fingerprint}
+    if dtype != "float32":  # the model's dtype changes its map
+        key["dtype"] = dtype
     key["config"]["chunk_size"] = config.chunk_seeds()  # the plan, whether asked for or chosen
     if data_sha256 is not None:
         key["data_sha256"] = data_sha256
@@ -62,7 +65,7 @@ def prepare(run: RunDir, key: dict[str, Any]) -> None:
                         "refused by their own keys)", run.run_file)
         else:
             if held != json.loads(json.dumps(key)):
-                raise UsageError(f"{run.root} holds a probe with other settings, another model or other data; "
+                raise UsageError(f"{run.root} holds a probe with other settings, another model or dtype, or other data; "
                                  "choose another `out` or delete it")
             return
     atomic.write_json(run.run_file, key)

@@ -1,0 +1,168 @@
+"""Models in bfloat16 (and float16 where the device has it): the engine's stopping rule, norms and stored
+end points stay float32, the dtype is part of the run key and of the report, refusals are one line."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from latentfield.adapters import AdapterError, load_adapter
+from latentfield.probe.cli import main
+from latentfield.probe.engine import CONVERGED, iterate, make_solver
+from latentfield.probe.rundir import ProbeConfig, cache_dir, run_probe
+
+
+def _tiny_vae(path):
+    from diffusers import AutoencoderKL
+    torch.manual_seed(0)
+    AutoencoderKL(block_out_channels=(8,), down_block_types=("DownEncoderBlock2D",),
+                  up_block_types=("UpDecoderBlock2D",), norm_num_groups=4, latent_channels=2,
+                  layers_per_block=1, sample_size=8).save_pretrained(path)
+
+
+def _one_error_line(capsys) -> str:
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("latentfield: error: "), err
+    return err[0]
+
+
+# -- loading -----------------------------------------------------------------------------------------
+
+def test_dtype_and_its_torch_dtype_alias_cast_the_weights():
+    for kwargs in ({"dtype": "bfloat16"}, {"torch_dtype": "bfloat16"}, {"torch_dtype": torch.bfloat16},
+                   {"dtype": "bf16", "torch_dtype": "torch.bfloat16"}):
+        a = load_adapter("demo", **kwargs)
+        assert a.dtype == torch.bfloat16, kwargs
+        assert {p.dtype for p in a.model.parameters()} == {torch.bfloat16}
+        assert a.f(torch.zeros(2, 16)).dtype == torch.bfloat16  # float32 input is cast when f runs
+    assert load_adapter("demo").dtype == torch.float32
+
+
+def test_fingerprint_names_the_dtype():
+    f32, bf16 = load_adapter("demo"), load_adapter("demo", dtype="bfloat16")
+    assert f32.fingerprint != bf16.fingerprint
+    fp = f32.fingerprint
+    assert f32.to(dtype=torch.bfloat16).fingerprint == bf16.fingerprint != fp  # recomputed, not the cached one
+
+
+def test_bad_dtypes_are_one_line():
+    with pytest.raises(AdapterError, match=r"float16 is not supported on CPU: use --dtype bfloat16") as e:
+        load_adapter("demo", dtype="float16")
+    assert "\n" not in str(e.value)
+    with pytest.raises(AdapterError, match=r"unknown dtype 'int8': choose one of float32, bfloat16, float16"):
+        load_adapter("demo", torch_dtype="int8")
+    with pytest.raises(AdapterError, match="disagree"):
+        load_adapter("demo", dtype="bfloat16", torch_dtype="float32")
+
+
+def test_float16_on_cpu_refused_by_the_cli(tmp_path, capsys):
+    assert main(["probe", "demo", "--dtype", "float16", "--seeds", "4", "--out", str(tmp_path / "p"), "--quiet"]) == 2
+    assert "use --dtype bfloat16 (works on CPU) or a GPU" in _one_error_line(capsys)
+    assert not (tmp_path / "p").exists()
+
+
+# -- the engine ------------------------------------------------------------------------------------
+
+def _bf16_map(d: int = 64) -> torch.nn.Module:
+    """A contraction z -> 0.5 z + b computed in bfloat16 (its input must be bfloat16)."""
+    lin = torch.nn.Linear(d, d).to(torch.bfloat16)
+    with torch.no_grad():
+        lin.weight.copy_(0.5 * torch.eye(d))
+        lin.bias.copy_(torch.linspace(-1, 1, d))
+    return lin.requires_grad_(False)
+
+
+def test_engine_state_and_squared_step_are_float32_for_a_bfloat16_map():
+    f = _bf16_map()
+    z0 = torch.randn(5, 64, generator=torch.Generator().manual_seed(0)) * 3
+    one = iterate(f, z0.to(torch.bfloat16), max_steps=1)  # bfloat16 seeds: cast back when f runs
+    fz = f(z0.to(torch.bfloat16)).float()
+    assert one.end.dtype == torch.float32 and torch.equal(one.end, fz)
+    want = (fz - z0.to(torch.bfloat16).float()).pow(2).sum(1).double()  # float32 arithmetic on f's output
+    bf16_sum = (f(z0.to(torch.bfloat16)) - z0.to(torch.bfloat16)).pow(2).sum(1).double()
+    assert torch.allclose(torch.from_numpy(one.last_sq_step), want, rtol=1e-6)
+    assert not torch.allclose(torch.from_numpy(one.last_sq_step), bf16_sum, rtol=1e-6)  # the test can tell
+    for solver in ("plain", "relax", "anderson"):
+        res = iterate(f, z0.to(torch.bfloat16), tol=1e-6, max_steps=200, solver=make_solver(solver))
+        assert res.end.dtype == torch.float32 and (res.status == CONVERGED).all(), solver
+        fixed = f(torch.linspace(-1, 1, 64).to(torch.bfloat16) * 2).float()  # 2b: the fixed point in real numbers
+        assert torch.allclose(res.end, fixed.expand(5, -1), atol=0.05), solver
+
+
+# -- probe, audit, run keys --------------------------------------------------------------------------
+
+def test_probe_bfloat16_end_to_end(tmp_path, capsys):
+    out = tmp_path / "p"
+    assert main(["probe", "demo", "--dtype", "bfloat16", "--seeds", "16", "--out", str(out), "--quiet"]) == 0
+    t = load_file(str(out / "attractors.safetensors"))
+    assert t["end_points"].dtype == torch.float32 and t["attractors"].dtype == torch.float32
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["adapter"]["dtype"] == "bfloat16" and summary["counts"]["converged"] > 0
+    assert json.loads((out / "run.json").read_text())["dtype"] == "bfloat16"
+    # The stopping rule held in float32 for every converged seed: one more step of f moves it less than tol.
+    a = load_adapter("demo", dtype="bfloat16")
+    conv = t["status"] == CONVERGED
+    z = t["end_points"][conv]
+    assert ((a.f(z).float() - z).pow(2).sum(1) < summary["config"]["tol"]).float().mean() > 0.5
+
+
+def test_float32_and_bfloat16_runs_are_kept_apart(tmp_path, capsys):
+    out = str(tmp_path / "p")
+    assert main(["probe", "demo", "--seeds", "8", "--max-steps", "50", "--out", out, "--quiet"]) == 0
+    assert "dtype" not in json.loads((tmp_path / "p" / "run.json").read_text())  # float32 keys are as before
+    capsys.readouterr()
+    assert main(["probe", "demo", "--dtype", "bfloat16", "--seeds", "8", "--max-steps", "50", "--out", out,
+                 "--quiet"]) == 2
+    assert "holds a probe with other settings, another model or dtype" in _one_error_line(capsys)
+    assert main(["probe", "demo", "--dtype", "float32", "--seeds", "8", "--max-steps", "50", "--out", out,
+                 "--quiet"]) == 0  # the same float32 run resumes
+    cfg = ProbeConfig(n_seeds=8)
+    f32, bf16 = load_adapter("demo"), load_adapter("demo", dtype="bfloat16")
+    assert cache_dir(tmp_path, f32, cfg) != cache_dir(tmp_path, bf16, cfg)
+
+
+def test_model_option_torch_dtype_from_the_cli(tmp_path, capsys):
+    out = tmp_path / "p"
+    assert main(["probe", "demo", "--model-option", "torch_dtype=bfloat16", "--seeds", "4", "--max-steps", "20",
+                 "--out", str(out), "--quiet"]) == 0
+    assert json.loads((out / "summary.json").read_text())["adapter"]["dtype"] == "bfloat16"
+    capsys.readouterr()
+    assert main(["probe", "demo", "--dtype", "bfloat16", "--model-option", "dtype=float32", "--seeds", "4",
+                 "--out", str(tmp_path / "q"), "--quiet"]) == 2
+    assert "dtype given twice" in _one_error_line(capsys)
+
+
+def test_audit_bfloat16_names_the_dtype(tmp_path, capsys):
+    out = tmp_path / "a"
+    assert main(["audit", "demo", "--dtype", "bfloat16", "--seeds", "16", "--out", str(out), "--quiet"]) == 0
+    report = json.loads((out / "report.json").read_text())
+    assert report["dtype"] == "bfloat16" and report["n_converged"] > 0 and report["memorization"]["mean"] > 0
+    assert "<td>dtype</td><td>bfloat16" in (out / "report.html").read_text()
+    assert load_file(str(out / "probe" / "attractors.safetensors"))["end_points"].dtype == torch.float32
+
+
+def test_diffusers_vae_in_bfloat16(tmp_path, capsys):
+    _tiny_vae(tmp_path / "vae")
+    a = load_adapter(str(tmp_path / "vae"), dtype="bfloat16")
+    assert a.dtype == torch.bfloat16 and {p.dtype for p in a.vae.parameters()} == {torch.bfloat16}
+    res = run_probe(a, ProbeConfig(n_seeds=6, max_steps=30, tol=1e-4), progress=False)
+    assert res.end_points.dtype == torch.float32 and torch.isfinite(res.end_points).all()
+    out = tmp_path / "p"
+    assert main(["probe", str(tmp_path / "vae"), "--dtype", "bfloat16", "--seeds", "6", "--max-steps", "30",
+                 "--tol", "1e-4", "--out", str(out), "--quiet"]) == 0
+    assert json.loads((out / "summary.json").read_text())["adapter"]["dtype"] == "bfloat16"
+    assert torch.equal(load_file(str(out / "attractors.safetensors"))["end_points"], res.end_points)
+
+
+def test_models_that_pin_modules_to_float32_are_not_cast():
+    from latentfield.adapters import TorchAutoencoder
+
+    class Pinned(torch.nn.Linear):
+        _keep_in_fp32_modules = ["norm"]
+
+    a = TorchAutoencoder(Pinned(4, 2), torch.nn.Linear(2, 4), image_shape=(4,))
+    with pytest.raises(AdapterError, match="keeps norm in float32"):
+        load_adapter(a, dtype="bfloat16")
+    assert load_adapter(a, dtype="float32").dtype == torch.float32
