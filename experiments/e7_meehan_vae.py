@@ -32,10 +32,10 @@ from common import finish, parse_args, save_png  # noqa: E402
 from digit_classifier import DigitClassifier, sklearn_digits  # noqa: E402
 from latentfield.adapters import AdapterError  # noqa: E402
 from latentfield.probe.analyses.compare import compare_sets  # noqa: E402
-from latentfield.probe.analyses.ood import METHODS, IterationSettings, ood_benchmark  # noqa: E402
+from latentfield.probe.analyses.ood import IN_TEST, METHODS, IterationSettings, ood_benchmark  # noqa: E402
 from latentfield.probe.data import faces, fit_to_shape, noise_images  # noqa: E402
 from latentfield.probe.latents import decode_unit, encode_unit  # noqa: E402
-from latentfield.probe.run import ProbeConfig, ProbeResult, run_probe  # noqa: E402
+from latentfield.probe.run import CONVERGED, ProbeConfig, ProbeResult, run_probe  # noqa: E402
 
 FULL = dict(dims=(10, 30, 50), n_seeds=1024, max_steps=3000, tol=1e-6, n_classifier=1500, n_fit=1500,
             n_in_test=297, n_ood=200, gallery=48, n_perm=20)
@@ -52,9 +52,10 @@ def by_basin(result: ProbeResult) -> np.ndarray:
 
 def prior_row(d: int, res: ProbeResult, recon_mse: float) -> dict:
     """Counts, basins, convergence and stability of one probe from N(0, I) seeds."""
-    conv = res.status == 0
+    conv = res.status == CONVERGED
     share = res.basin_sizes / max(1, conv.sum())
     cum = np.cumsum(np.sort(share)[::-1])
+    nz = share[share > 0]
     kinds = [p["kind"] for p in res.stability["per_attractor"]]
     rho = np.array([p["spectral_radius"] for p in res.stability["per_attractor"]])
     verified = np.isin(res.labels, np.flatnonzero(np.array(kinds) == "attractor"))
@@ -64,7 +65,7 @@ def prior_row(d: int, res: ProbeResult, recon_mse: float) -> dict:
             "verified attractor": kinds.count("attractor"), "saddle or repeller": kinds.count("saddle_or_repeller"),
             "marginal": kinds.count("marginal"), "seeds on verified attractors": float(verified.mean()),
             "largest basin share": float(share.max()) if len(share) else None,
-            "effective basins": float(np.exp(-(share[share > 0] * np.log(share[share > 0])).sum())) if len(share) else None,
+            "effective basins": float(np.exp(-(nz * np.log(nz)).sum())) if len(nz) else None,
             "basins for 90% of seeds": int(np.searchsorted(cum, 0.9) + 1) if len(cum) else None,
             "median steps": float(np.median(res.steps[conv])) if conv.any() else None,
             "max spectral radius": float(rho.max()) if len(rho) else None,
@@ -155,36 +156,20 @@ def ood_figure(results: dict[int, object]) -> object:
     return fig
 
 
-def main(argv=None) -> None:
-    args = parse_args("Experiment 7: three uses on the Meehan et al. MNIST VAEs", argv,
-                      extra=lambda p: p.add_argument("--weights", type=Path, default=None,
-                                                     help=f"folder with VAE_d{{10,30,50}}.pkl (default: ${meehan_vae.ENV}, "
-                                                          "else ../shared/weights/meehan_vae)"))
-    s = SMOKE if args.smoke else FULL
-    try:
-        models = {d: meehan_vae.load(d, args.weights) for d in s["dims"]}
-    except AdapterError as e:
-        raise SystemExit(f"e7: {e}")
-    train_x, train_y = sklearn_digits("train")
-    test_x, test_y = sklearn_digits("test")
-    classifier = DigitClassifier(train_x[:s["n_classifier"]], train_y[:s["n_classifier"]])
-    test_labels, test_prob = classifier.predict(test_x)
-    confident = test_prob.max(1) >= CONFIDENT
-    clf_rows = [{"images": "held-out scikit-learn digits (MNIST layout)", "n": len(test_x),
-                 "accuracy": float(np.mean(test_labels == test_y)), "confident": float(confident.mean()),
-                 "accuracy on confident": float(np.mean(test_labels[confident] == test_y[confident]))}]
-
+def rows_priors(models: dict, classifier: DigitClassifier, test_x: torch.Tensor, s: dict, args) -> tuple:
+    """Probe each model from the same seeds, label its decoded attractors, draw its gallery.
+    Returns (prior rows, class rows, decoded attractors per d (largest basin first), per-attractor details)."""
     prior_rows, class_rows, decoded, details = [], [], {}, {}
     for d, model in models.items():
-        recon = decode_unit(model, encode_unit(model, test_x))
-        res = run_probe(model, ProbeConfig(n_seeds=s["n_seeds"], tol=s["tol"], max_steps=s["max_steps"], verify=True),
-                        progress=not args.quiet)
+        recon_mse = float((decode_unit(model, encode_unit(model, test_x)) - test_x).pow(2).mean())
+        config = ProbeConfig(n_seeds=s["n_seeds"], tol=s["tol"], max_steps=s["max_steps"], verify=True)
+        res = run_probe(model, config, progress=not args.quiet)
         order = by_basin(res)
         images = decode_unit(model, res.attractors[torch.from_numpy(order)])
         labels, prob = classifier.predict(images)
         basins = res.basin_sizes[order]
         per = [res.stability["per_attractor"][k] for k in order]
-        prior_rows.append(prior_row(d, res, float((recon - test_x).pow(2).mean())))
+        prior_rows.append(prior_row(d, res, recon_mse))
         class_rows.append(class_row(d, basins, labels, prob))
         decoded[d] = images
         details[f"d{d}"] = [{"basin": int(b), "kind": p["kind"], "spectral_radius": p["spectral_radius"],
@@ -193,47 +178,76 @@ def main(argv=None) -> None:
         n = min(s["gallery"], len(images))
         captions = [f"{b} · {c}{'' if q.max() >= CONFIDENT else '?'}{'' if p['kind'] == 'attractor' else ' !'}"
                     for b, c, q, p in zip(basins[:n], labels[:n], prob[:n], per[:n])]
-        save_png(gallery(images[:n], captions,
-                         f"d = {d}: {n} of {len(images)} attractors from {s['n_seeds']} N(0, I) seeds, largest basin "
-                         f"first (caption: seeds · digit label; ? = label probability < {CONFIDENT}; ! = not a verified attractor)"),
-                 args.out / f"e7_gallery_d{d}.png")
-        print(f"d={d}: {res.counts}, {len(res.attractors)} attractors, classes {class_rows[-1]['classes covered']}", flush=True)
+        title = (f"d = {d}: {n} of {len(images)} attractors from {s['n_seeds']} N(0, I) seeds, largest basin first "
+                 f"(caption: seeds · digit label; ? = label probability < {CONFIDENT}; ! = not a verified attractor)")
+        save_png(gallery(images[:n], captions, title), args.out / f"e7_gallery_d{d}.png")
+        print(f"d={d}: {res.counts}, {len(res.attractors)} attractors, "
+              f"{class_rows[-1]['classes covered']} classes", flush=True)
+    return prior_rows, class_rows, decoded, details
 
-    names = [f"d = {d}" for d in models]
-    dims = list(models)
+
+def rows_compare(decoded: dict, class_rows: list[dict], n_perm: int, out: Path) -> list[dict]:
+    """Pairwise comparison of the decoded attractor sets (pixels) and of the class shares."""
+    dims = list(decoded)
     chamfer = np.eye(len(dims))
-    compare_rows = []
+    rows = []
     for i in range(len(dims)):
         for j in range(i + 1, len(dims)):
-            a, b = decoded[dims[i]], decoded[dims[j]]
-            cmp = compare_sets(a, b, n_perm=s["n_perm"])
+            cmp = compare_sets(decoded[dims[i]], decoded[dims[j]], n_perm=n_perm)
             chamfer[i, j] = chamfer[j, i] = cmp["chamfer"]
             tv = 0.5 * sum(abs(class_rows[i][c] - class_rows[j][c]) for c in [*map(str, range(10)), "uncertain"])
-            compare_rows.append({"pair": f"d = {dims[i]} vs d = {dims[j]}", "chamfer": cmp["chamfer"],
-                                 "null chamfer": cmp["null_permute"]["chamfer_mean"],
-                                 "null std": cmp["null_permute"]["chamfer_std"], "chamfer z": cmp["chamfer_z"],
-                                 "matched fraction (cos > 0.9)": cmp["matched_fraction"],
-                                 "null matched": cmp["null_permute"]["matched_mean"],
-                                 "class-share distance (TV)": tv})
-    null = float(np.mean([r["null chamfer"] for r in compare_rows]))
-    save_png(compare_figure(class_rows, names, chamfer, null), args.out / "e7_compare.png")
+            rows.append({"pair": f"d = {dims[i]} vs d = {dims[j]}", "chamfer": cmp["chamfer"],
+                         "null chamfer": cmp["null_permute"]["chamfer_mean"],
+                         "null std": cmp["null_permute"]["chamfer_std"], "chamfer z": cmp["chamfer_z"],
+                         "matched fraction (cos > 0.9)": cmp["matched_fraction"],
+                         "null matched": cmp["null_permute"]["matched_mean"], "class-share distance (TV)": tv})
+    null = float(np.mean([r["null chamfer"] for r in rows]))
+    save_png(compare_figure(class_rows, [f"d = {d}" for d in dims], chamfer, null), out / "e7_compare.png")
+    return rows
 
-    fit, in_test = train_x[:s["n_fit"]], test_x[:s["n_in_test"]]
+
+def rows_ood(models: dict, fit: torch.Tensor, in_test: torch.Tensor, s: dict, args) -> tuple[list, list]:
+    """OOD benchmark per model: (AUROC/FPR95 rows per method, trajectory rows per set)."""
     tests = {"faces": fit_to_shape(faces()[:s["n_ood"]], IMAGE_SHAPE),
              "noise": noise_images(s["n_ood"], IMAGE_SHAPE, seed=1)}
     settings = IterationSettings(tol=s["tol"], max_steps=s["max_steps"], batch_size=256)
-    ood, ood_rows, traj_rows = {}, [], []
+    results, metric_rows, traj_rows = {}, [], []
     for d, model in models.items():
-        ood[d] = res = ood_benchmark(model, fit, in_test, tests, settings, progress=not args.quiet)
-        for m in METHODS:
-            ood_rows.append({"d": d, "method": m, **{f"{t} {k}": res.metrics[t][m][k] for t in tests
-                                                      for k in ("auroc", "fpr95")}})
-        traj_rows += [{"d": d, "set": name, "n": len(sc["trajectory"]), "converged": float(np.mean(sc["converged"])),
-                       "mean trajectory score": float(np.mean(sc["trajectory"])),
-                       "median steps": float(np.median(sc["steps"]))} for name, sc in res.scores.items()]
-        traj_rows[-3]["in-distribution attractors"] = res.info["n_in_attractors"]
-    save_png(ood_figure(ood), args.out / "e7_ood.png")
+        results[d] = res = ood_benchmark(model, fit, in_test, tests, settings, progress=not args.quiet)
+        metric_rows += [{"d": d, "method": m, **{f"{t} {k}": res.metrics[t][m][k] for t in tests
+                                                 for k in ("auroc", "fpr95")}} for m in METHODS]
+        for name, sc in res.scores.items():  # the in-distribution test set comes first
+            traj_rows.append({"d": d, "set": name, "n": len(sc["trajectory"]),
+                              "converged": float(np.mean(sc["converged"])),
+                              "mean trajectory score": float(np.mean(sc["trajectory"])),
+                              "median steps": float(np.median(sc["steps"])),
+                              "in-distribution attractors": res.info["n_in_attractors"] if name == IN_TEST else None})
+    save_png(ood_figure(results), args.out / "e7_ood.png")
+    return metric_rows, traj_rows
 
+
+def main(argv=None) -> None:
+    def extra(p) -> None:
+        p.add_argument("--weights", type=Path, default=None,
+                       help=f"folder with VAE_d{{10,30,50}}.pkl (default: ${meehan_vae.ENV}, "
+                            "else ../shared/weights/meehan_vae)")
+    args = parse_args("Experiment 7: three uses on the Meehan et al. MNIST VAEs", argv, extra=extra)
+    s = SMOKE if args.smoke else FULL
+    try:
+        models = {d: meehan_vae.load(d, args.weights) for d in s["dims"]}
+    except AdapterError as e:
+        raise SystemExit(f"e7: {e}, or pass --weights DIR")
+    train_x, train_y = sklearn_digits("train")
+    test_x, test_y = sklearn_digits("test")
+    classifier = DigitClassifier(train_x[:s["n_classifier"]], train_y[:s["n_classifier"]])
+    test_labels, test_prob = classifier.predict(test_x)
+    confident = test_prob.max(1) >= CONFIDENT
+    clf_rows = [{"images": "held-out scikit-learn digits (MNIST layout)", "n": len(test_x),
+                 "accuracy": float(np.mean(test_labels == test_y)), "confident": float(confident.mean()),
+                 "accuracy on confident": float(np.mean(test_labels[confident] == test_y[confident]))}]
+    prior_rows, class_rows, decoded, details = rows_priors(models, classifier, test_x, s, args)
+    compare_rows = rows_compare(decoded, class_rows, s["n_perm"], args.out)
+    ood_rows, traj_rows = rows_ood(models, train_x[:s["n_fit"]], test_x[:s["n_in_test"]], s, args)
     finish(args, "e7_meehan_vae", {
         "data-free prior from N(0, I) seeds": prior_rows,
         "digit classes of the attractors (share of converged seeds per confident label)": class_rows,
