@@ -1,4 +1,4 @@
-"""Shared fixtures: offline hub, real TAEF2 weights from ../shared, small real image sets."""
+"""Shared fixtures: offline hub, real TAEF2 and Meehan et al. VAE weights from ../shared, small real image sets."""
 from __future__ import annotations
 
 import os
@@ -13,6 +13,7 @@ torch.set_num_threads(min(2, torch.get_num_threads()))
 
 ROOT = Path(__file__).resolve().parents[1]
 TAEF2_DIR = Path(os.environ.get("LATENTFIELD_TAEF2_DIR", ROOT.parent / "shared" / "weights" / "taef2"))
+MEEHAN_DIR = Path(os.environ.get("LATENTFIELD_MEEHAN_DIR") or ROOT.parent / "shared" / "weights" / "meehan_vae")
 
 
 @pytest.fixture(scope="session")
@@ -20,3 +21,12 @@ def taef2_dir() -> Path:
     if not (TAEF2_DIR / "taef2_encoder.pth").exists():
         pytest.skip(f"TAEF2 weights not found in {TAEF2_DIR} (set LATENTFIELD_TAEF2_DIR)")
     return TAEF2_DIR
+
+
+@pytest.fixture(scope="session")
+def meehan_dir() -> Path:
+    """The MNIST VAEs of Meehan et al. 2020 (docs/examples/meehan_vae.py). Skipped only where the folder
+    is absent (a user's clone without ../shared); a folder missing one of the files fails the tests."""
+    if not MEEHAN_DIR.is_dir():
+        pytest.skip(f"Meehan et al. VAE weights not found: no folder {MEEHAN_DIR} (set LATENTFIELD_MEEHAN_DIR)")
+    return MEEHAN_DIR
