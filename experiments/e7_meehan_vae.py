@@ -32,10 +32,11 @@ from common import finish, parse_args, save_png  # noqa: E402
 from digit_classifier import DigitClassifier, sklearn_digits  # noqa: E402
 from latentfield.adapters import AdapterError  # noqa: E402
 from latentfield.probe.analyses.compare import compare_sets  # noqa: E402
-from latentfield.probe.analyses.ood import IN_TEST, METHODS, IterationSettings, ood_benchmark  # noqa: E402
+from latentfield.probe.workflows.ood import IN_TEST, METHODS, ood_benchmark  # noqa: E402
 from latentfield.probe.data import faces, fit_to_shape, noise_images  # noqa: E402
-from latentfield.probe.latents import decode_unit, encode_unit  # noqa: E402
-from latentfield.probe.run import CONVERGED, ProbeConfig, ProbeResult, run_probe  # noqa: E402
+from latentfield.probe.engine.latents import decode_unit, encode_unit  # noqa: E402
+from latentfield.probe.engine.types import CONVERGED  # noqa: E402
+from latentfield.probe.rundir import ProbeConfig, ProbeResult, run_probe  # noqa: E402
 
 FULL = dict(dims=(10, 30, 50), n_seeds=1024, max_steps=3000, tol=1e-6, n_classifier=1500, n_fit=1500,
             n_in_test=297, n_ood=200, gallery=48, n_perm=20)
@@ -210,7 +211,7 @@ def rows_ood(models: dict, fit: torch.Tensor, in_test: torch.Tensor, s: dict, ar
     """OOD benchmark per model: (AUROC/FPR95 rows per method, trajectory rows per set)."""
     tests = {"faces": fit_to_shape(faces()[:s["n_ood"]], IMAGE_SHAPE),
              "noise": noise_images(s["n_ood"], IMAGE_SHAPE, seed=1)}
-    settings = IterationSettings(tol=s["tol"], max_steps=s["max_steps"], batch_size=256)
+    settings = ProbeConfig(tol=s["tol"], max_steps=s["max_steps"], batch_size=256)
     results, metric_rows, traj_rows = {}, [], []
     for d, model in models.items():
         results[d] = res = ood_benchmark(model, fit, in_test, tests, settings, progress=not args.quiet)

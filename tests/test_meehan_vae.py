@@ -22,8 +22,8 @@ import meehan_vae  # noqa: E402
 from digit_classifier import DigitClassifier, sklearn_digits  # noqa: E402
 from latentfield.adapters import AdapterError, load_adapter  # noqa: E402
 from latentfield.probe.cli import main  # noqa: E402
-from latentfield.probe.latents import decode_unit, encode_unit  # noqa: E402
-from latentfield.probe.run import ProbeConfig, run_probe  # noqa: E402
+from latentfield.probe.engine.latents import decode_unit, encode_unit  # noqa: E402
+from latentfield.probe.rundir import ProbeConfig, run_probe  # noqa: E402
 
 
 @pytest.fixture(scope="module", autouse=True)
