@@ -179,8 +179,11 @@ def versions() -> dict[str, str]:
 
 
 def adapter_info(adapter: Adapter) -> dict[str, Any]:
-    return {"name": adapter.name, "fingerprint": adapter.fingerprint, "latent_shape": list(adapter.latent_shape),
+    info = {"name": adapter.name, "fingerprint": adapter.fingerprint, "latent_shape": list(adapter.latent_shape),
             "image_shape": list(adapter.image_shape or ()), "value_range": list(adapter.value_range)}
+    if getattr(adapter, "provenance", None) is not None:  # repo id, commit, sha256 of each file read
+        info["provenance"] = adapter.provenance
+    return info
 
 
 def run_probe(adapter: Adapter, config: ProbeConfig | None = None, out: str | Path | None = None,

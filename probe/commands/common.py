@@ -18,7 +18,10 @@ def add_model_args(p: argparse.ArgumentParser, name: str = "model") -> None:
     p.add_argument("--checkpoint", default=None, help="weights file for specs that need one (e.g. timm:NAME)")
     p.add_argument("--device", default=None, help="torch device, e.g. cpu or cuda (default: cpu)")
     p.add_argument("--model-option", action="append", default=[], type=key_value, metavar="KEY=VALUE",
-                   help="option for the model family's loader, e.g. scale_latents=true (repeatable; see docs/adapters.md)")
+                   help="option for the model family's loader, e.g. scale_latents=true, or for a Hugging Face id: "
+                   "revision=TAG, subfolder=vae, allow_pickle=true (repeatable; see docs/adapters.md)")
+    p.add_argument("--offline", action="store_true",
+                   help="never download: resolve Hugging Face ids from the local cache only (as HF_HUB_OFFLINE=1)")
 
 
 def add_probe_args(p: argparse.ArgumentParser, seeds: int = 256) -> None:
@@ -77,6 +80,8 @@ def model_from_args(args: argparse.Namespace, spec: str | None = None,
     options = dict(getattr(args, "model_option", None) or [])
     if getattr(args, "checkpoint", None):
         options["checkpoint"] = args.checkpoint
+    if getattr(args, "offline", False):
+        options["local_files_only"] = True
     adapter = load_adapter(spec or args.model, image_shape=image_shape or args.image_shape,
                            device=args.device, **options)
     if adapter.latent_shape is None:
