@@ -303,3 +303,17 @@ def test_audit_of_a_hub_id_records_and_reproduces_its_commit(hub, tmp_path, caps
     rerun = json.loads((again / "report.json").read_text())
     assert rerun["fingerprint"] == report["fingerprint"] and rerun["provenance"]["commit"] == prov["commit"]
     assert rerun["basin_sizes"] == report["basin_sizes"]
+
+
+def test_train_decoder_encoder_from_the_hub(hub, tmp_path):
+    """``load_encoder`` (latentfield train-decoder) resolves ids the same way."""
+    from transformers import Dinov2Config, Dinov2Model
+    from latentfield.adapters.frozen_encoder import load_encoder
+    torch.manual_seed(0)
+    Dinov2Model(Dinov2Config(hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32,
+                             image_size=28, patch_size=7)).save_pretrained(tmp_path / "dino")
+    hub.add_folder("acme/tiny-dino", tmp_path / "dino", tags=("v1",))
+    enc = load_encoder("acme/tiny-dino@v1")
+    local = load_encoder(str(tmp_path / "dino"))
+    x = torch.rand(2, 3, 28, 28)
+    assert enc.native_size == 28 and torch.equal(enc(x), local(x))
