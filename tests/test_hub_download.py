@@ -249,7 +249,8 @@ def test_gated_repo_needs_a_token_and_never_prints_it(hub, tmp_path, monkeypatch
     monkeypatch.setenv("HF_TOKEN", "hf_secret_token_123")  # huggingface_hub's own token handling
     a = load_adapter("acme/gated")
     assert a.latent_shape == (2, 8, 8) and "hf_secret_token_123" not in json.dumps(a.provenance)
-    assert all(auth for method, path, auth in hub.requests if method == "GET" and "/resolve/" in path)
+    gets = [auth for method, path, auth in hub.requests if method == "GET" and path.startswith("/acme/gated/resolve/")]
+    assert gets and all(gets)  # every file download carried the token (the client's own handling)
 
 
 # -- integrity and provenance ---------------------------------------------------------------------
