@@ -41,13 +41,16 @@ class Adapter:
     Subclasses implement ``_encode`` and ``_decode`` and set ``name``, ``image_shape`` (C, H, W),
     ``latent_shape`` (per sample, no batch axis) and ``value_range`` (the pixel range the model
     expects, e.g. (0, 1) or (-1, 1)). ``encode``/``decode`` run without autograd; the map whose
-    dynamics we study is ``f(z) = encode(decode(z))``.
+    dynamics we study is ``f(z) = encode(decode(z))``. ``provenance`` (set by the loaders): where the
+    weights came from, ``{"repo_id", "revision", "commit", "subfolder", "files"}`` for a Hugging Face id
+    or ``{"path", "files"}`` for local files, ``files`` mapping each file read to its sha256.
     """
 
     name: str = "adapter"
     image_shape: Shape | None = None
     latent_shape: Shape | None = None
     value_range: tuple[float, float] = (0.0, 1.0)
+    provenance: dict[str, Any] | None = None
 
     def __init__(self) -> None:
         self._device = torch.device("cpu")

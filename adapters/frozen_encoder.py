@@ -138,7 +138,7 @@ def load_transformers_encoder(directory: str | Path) -> FrozenEncoder:
 
 def load_encoder(spec: str, checkpoint: str | Path | None = None,
                  model_args: dict[str, Any] | None = None) -> FrozenEncoder:
-    """``timm:NAME`` (+ checkpoint), a transformers directory, or an ``org/model`` id in the local HF cache."""
+    """``timm:NAME`` (+ checkpoint), a transformers directory, or an ``org/model[@revision]`` id (cache, else download)."""
     parsed = parse_spec(spec, names=("timm",))
     if parsed.kind == "name":
         return load_timm_encoder(parsed.arg or "", checkpoint, model_args)
@@ -147,9 +147,10 @@ def load_encoder(spec: str, checkpoint: str | Path | None = None,
             raise AdapterError(f"{spec}: no config.json here (expected a transformers vision model directory)")
         return load_transformers_encoder(parsed.path)
     if parsed.kind == "hub":
-        from .hub import cached_snapshot
-        return load_transformers_encoder(cached_snapshot(spec))
-    raise AdapterError(f"{spec}: expected timm:NAME, a transformers model directory or a cached org/model id")
+        from .hub import fetch_model, split_revision
+        repo_id, revision = split_revision(spec)
+        return load_transformers_encoder(fetch_model(repo_id, revision=revision).path)
+    raise AdapterError(f"{spec}: expected timm:NAME, a transformers model directory or an org/model[@revision] id")
 
 
 @register_adapter("timm", help="timm:NAME with checkpoint=FILE and decoder=DIR (a decoder from train-decoder)")

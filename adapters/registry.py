@@ -6,7 +6,7 @@ Spec forms, tried in this order (:func:`parse_spec`):
 * ``NAME`` or ``NAME:ARG`` - a registered loader (built-in, or from the ``latentfield.adapters``
   entry-point group of any installed package);
 * a local file or directory - each family registers a detector for its checkpoint format;
-* ``org/model`` - a Hugging Face id, resolved from the local cache only (families that support it).
+* ``org/model[@revision]`` - a Hugging Face id: the local cache, else a download unless offline.
 
 One registry holds every hook, of four kinds, each with its decorator: ``name`` (:func:`register_adapter`),
 ``path`` (:func:`register_path_loader`), ``config`` (:func:`register_config_family`, Hugging Face format
@@ -111,7 +111,7 @@ def _lazy_entry_point(ep: Any) -> Loader:
 def accepted_forms() -> str:
     names = ", ".join(sorted(h.name for h in hooks("name")))
     return (f"a registered name ({names}), py:package.module:attr, "
-            "a local checkpoint file or directory, or a Hugging Face id in the local cache")
+            "a local checkpoint file or directory, or a Hugging Face id (org/name[@revision])")
 
 
 def available_adapters() -> dict[str, str]:
@@ -149,9 +149,10 @@ def parse_spec(spec: str, names: Sequence[str] | None = None) -> Spec:
     path = Path(spec).expanduser()
     if path.exists():
         return Spec("path", spec, path=path)
-    if spec.startswith((".", "/", "~")) or spec.count("/") > 1 or path.suffix in _WEIGHT_SUFFIXES:
+    repo = spec.partition("@")[0]  # org/name@rev: the revision may hold slashes (refs/pr/1)
+    if spec.startswith((".", "/", "~")) or repo.count("/") > 1 or path.suffix in _WEIGHT_SUFFIXES:
         return Spec("missing-path", spec, path=path)
-    if spec.count("/") == 1:
+    if repo.count("/") == 1:
         return Spec("hub", spec)
     return Spec("unknown", spec)
 
@@ -217,6 +218,8 @@ def _check_device(device: str | torch.device) -> torch.device:
 
 def _resolve(spec: str, **options: Any) -> Adapter:
     parsed = parse_spec(spec)
+    if parsed.kind != "hub":  # --offline: nothing else downloads, so the switch is moot
+        options.pop("local_files_only", None)
     if parsed.kind == "python":
         return _from_python(parsed.target, options)
     if parsed.kind == "name":
@@ -224,11 +227,15 @@ def _resolve(spec: str, **options: Any) -> Adapter:
     if parsed.kind == "path":
         for hook in hooks("path"):
             if hook.match(parsed.path):
-                return hook.loader(parsed.path, **options)
+                adapter = hook.loader(parsed.path, **options)
+                if adapter.provenance is None:
+                    from .provenance import local_provenance
+                    adapter.provenance = local_provenance(parsed.path)
+                return adapter
         raise AdapterError(f"{spec}: {_unrecognised(parsed.path)}")
     if parsed.kind == "missing-path":
         raise AdapterError(f"{spec}: no such checkpoint file or folder (give a local checkpoint file or directory, "
-                           "or a Hugging Face id in the local cache)")
+                           "or a Hugging Face id org/name[@revision])")
     if parsed.kind == "hub":
         for hook in hooks("hub"):
             adapter = hook.loader(spec, **options)

@@ -3,7 +3,9 @@
 A pickle-based checkpoint (``.pth``/``.bin``/``.pt``/``.ckpt``) can run arbitrary code when it is
 unpickled. ``weights_only=True`` restricts unpickling to tensors and plain containers; anything else
 is refused here with one :class:`AdapterError` line (the CLI prints it, nothing runs).
-Hugging Face loaders are always called with ``trust_remote_code=False`` and ``local_files_only=True``.
+Hugging Face loaders are always called with ``trust_remote_code=False`` and ``local_files_only=True``
+(a Hub id is downloaded before, by :mod:`.hub_download`, which refuses pickle-only repositories
+unless ``allow_pickle=True``).
 """
 from __future__ import annotations
 
@@ -65,6 +67,10 @@ def from_pretrained(cls: Any, path: str | Path, **kwargs: Any) -> Any:
     diffusers takes ``torch_dtype``, transformers ``dtype``; pass the right one in ``kwargs``.
     """
     is_model = (isinstance(cls, type) and issubclass(cls, torch.nn.Module)) or cls.__name__.startswith("AutoModel")
+    if cls.__module__.startswith("diffusers") and not any(Path(path).glob("*.safetensors")):
+        # Pickle weights only (already checked by check_pickles): ask for them directly, or diffusers
+        # logs an error for the missing safetensors file before it falls back.
+        kwargs.setdefault("use_safetensors", False)
     try:
         with _quiet_hf_logs():
             out = cls.from_pretrained(str(path), **HF_SAFE_KWARGS, **kwargs,

@@ -188,7 +188,10 @@ def is_taesd_pair(path: Path) -> bool:
 @register_path_loader("taesd-pth", is_taesd_pair)
 def load_taesd_path(path: Path, **options: Any) -> TinyAdapter:
     enc_path, dec_path = find_pair(Path(path))  # type: ignore[misc]
-    return load_taesd_files(enc_path, dec_path, **options)
+    adapter = load_taesd_files(enc_path, dec_path, **options)
+    from .provenance import local_provenance
+    adapter.provenance = local_provenance(enc_path.parent, [enc_path.name, dec_path.name])  # both halves
+    return adapter
 
 
 def load_taesd_files(encoder_path: str | Path, decoder_path: str | Path, *, image_shape: Sequence[int] | None = None,

@@ -1,5 +1,5 @@
-"""Loading rules: HF ids from the local cache only, family detection, unsupported architectures, and
-refusal of checkpoints whose pickle would run code."""
+"""Loading rules: HF ids from the local cache offline (downloads: test_hub_download.py), family detection,
+unsupported architectures, and refusal of checkpoints whose pickle would run code."""
 from __future__ import annotations
 
 import json
@@ -43,7 +43,8 @@ def test_missing_hub_id_is_one_clear_line(hf_cache, capsys):
     with pytest.raises(AdapterError) as e:
         load_adapter("acme/not-downloaded")
     msg = str(e.value)
-    assert "not in the local Hugging Face cache" in msg and "local directory" in msg and "\n" not in msg
+    assert "not in the local Hugging Face cache" in msg and "downloads are off (HF_HUB_OFFLINE=1)" in msg
+    assert "local directory" in msg and "\n" not in msg
     assert main(["probe", "acme/not-downloaded", "--out", str(hf_cache / "run"), "--quiet"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("latentfield: error: acme/not-downloaded is not in the local")

@@ -28,7 +28,10 @@ def add_model_args(p: argparse.ArgumentParser, name: str = "model") -> None:
                    help="dtype the model runs in (default float32; float16 needs a GPU); the probe's stopping "
                    "rule and stored end points stay float32 (also --model-option torch_dtype=...)")
     p.add_argument("--model-option", action="append", default=[], type=key_value, metavar="KEY=VALUE",
-                   help="option for the model family's loader, e.g. scale_latents=true (repeatable; see docs/adapters.md)")
+                   help="option for the model family's loader, e.g. scale_latents=true, or for a Hugging Face id: "
+                   "revision=TAG, subfolder=vae, allow_pickle=true (repeatable; see docs/adapters.md)")
+    p.add_argument("--offline", action="store_true",
+                   help="never download: resolve Hugging Face ids from the local cache only (as HF_HUB_OFFLINE=1)")
 
 
 def add_probe_args(p: argparse.ArgumentParser, seeds: int = DEFAULTS.n_seeds) -> None:
@@ -97,6 +100,8 @@ def model_from_args(args: argparse.Namespace, spec: str | None = None,
         if "dtype" in options:
             raise UsageError("dtype given twice (--dtype and --model-option dtype=...): give it once")
         options["dtype"] = args.dtype  # load_adapter refuses it beside a different --model-option torch_dtype
+    if getattr(args, "offline", False):
+        options["local_files_only"] = True
     adapter = load_adapter(spec or args.model, image_shape=image_shape or args.image_shape,
                            device=args.device, **options)
     if adapter.latent_shape is None:

@@ -57,9 +57,26 @@ def overview_section(ctx: AuditContext, report: Report) -> None:
             ("seeds", f"{cfg.n_seeds} {cfg.init} (sigma {cfg.sigma}, seed {cfg.seed})"),
             ("stopping rule", f"||z(t+1) - z(t)||^2 < {cfg.tol:g}, at most {cfg.max_steps} steps"),
             ("solver", cfg.solver), ("evaluations of f", r.n_evals), ("wall time (s)", round(r.wall_time_s, 2))]
-    report.add("Model and probe", table(rows), model=a.name, fingerprint=a.fingerprint,
+    prov = getattr(a, "provenance", None)
+    report.add("Model and probe", table(rows + provenance_rows(prov)), model=a.name, fingerprint=a.fingerprint,
                latent_shape=list(a.latent_shape), image_shape=list(a.image_shape or ()), dtype=dtype_name(a.dtype),
-               probe_config=r.summary()["config"], n_evals=r.n_evals, wall_time_s=r.wall_time_s)
+               probe_config=r.summary()["config"], n_evals=r.n_evals, wall_time_s=r.wall_time_s,
+               **({"provenance": prov} if prov is not None else {}))
+
+
+def provenance_rows(prov: dict[str, Any] | None) -> list[tuple[str, Any]]:
+    """Where the weights came from: repo id and commit (with the spec that reloads exactly them) or
+    the local folder, then the sha256 of each file read."""
+    if not prov:
+        return []
+    if prov.get("repo_id"):
+        spec = f"{prov['repo_id']}@{prov['commit']}"
+        sub = f" --model-option subfolder={prov['subfolder']}" if prov.get("subfolder") else ""
+        rows = [("Hugging Face repo", prov["repo_id"]), ("revision requested", prov.get("revision")),
+                ("commit", prov["commit"]), ("reload exactly these weights", f"latentfield audit {spec}{sub}")]
+    else:
+        rows = [("weights folder", prov.get("path"))]
+    return rows + [(f"sha256 {name}", digest) for name, digest in prov.get("files", {}).items()]
 
 
 def convergence_section(ctx: AuditContext, report: Report) -> None:

@@ -90,10 +90,14 @@ class ProbeResult:
 
 
 def adapter_info(adapter: Adapter) -> dict[str, Any]:
-    """The model a run belongs to, as recorded in its files."""
-    return {"name": adapter.name, "fingerprint": adapter.fingerprint, "latent_shape": list(adapter.latent_shape),
+    """The model a run belongs to, as recorded in its files (with its provenance: repo id, commit and the
+    sha256 of each file read, when the adapter knows it)."""
+    info = {"name": adapter.name, "fingerprint": adapter.fingerprint, "latent_shape": list(adapter.latent_shape),
             "image_shape": list(adapter.image_shape or ()), "value_range": list(adapter.value_range),
             "device": str(adapter.device), "dtype": dtype_name(adapter.dtype)}
+    if getattr(adapter, "provenance", None) is not None:
+        info["provenance"] = adapter.provenance
+    return info
 
 
 __all__ = ["ProbeResult", "adapter_info"]
