@@ -90,6 +90,9 @@ def load_index(path: str | Path, adapter: Adapter, embedder: Adapter | None = No
     in another space, or with another reference encoder."""
     model = embedder or adapter
     index = AttractorIndex.load(path, fingerprint=adapter.fingerprint)
+    if "basin_sizes" not in index.meta:  # e.g. extract's index.faiss: attractors in rank order, no basins
+        raise UsageError(f"{path}: not an index of `latentfield index` (no basin sizes beside it); "
+                         "build one with: latentfield index RUN --reference DATA --out DIR")
     space = index.meta.get("space", "latent")
     if space == "embed" and embedder is None:
         raise UsageError(f"{path} indexes embeddings by {index.meta.get('embed')}; give --embed SPEC for it")
@@ -165,9 +168,6 @@ def index_run(run: str | Path | None, images: torch.Tensor, out: str | Path, *, 
     if len(images) == 0:
         raise UsageError(f"{images_name}: no images to query with")
     res = query_index(index, image_vectors(adapter, images, embedder), k)
-    if "basin_sizes" not in index.meta:
-        raise UsageError(f"{load}: not an index of `latentfield index` (no basin sizes beside it); "
-                         "build one with: latentfield index RUN --reference DATA --out DIR")
     sizes = np.asarray(index.meta["basin_sizes"], dtype=np.int64)
     ranks = basin_ranks(sizes)
     n_images = np.bincount(res["attractor"], minlength=len(index))
