@@ -69,8 +69,12 @@ def run(args: argparse.Namespace) -> int:
             write_figure(dictionary_figure(dico), out / "dictionary.png")
             manifest["dictionary"] = "dictionary.json"
     atomic.write_json(out / "manifest.json", manifest)
-    print(f"{adapter.name}: {len(result.status)} seeds -> {len(attractors)} attractors; wrote {out}/attractors/, "
-          f"{out}/manifest.json, {out}/attractors.safetensors" + (", dictionary.json" if "dictionary" in manifest else ""))
+    # name only what was written: with no attractor there are no PNGs, no index and no attractors/ folder
+    written = [f"{out}/attractors/ ({len(entries)} PNGs)"] if entries else []
+    written += [f"{out}/manifest.json", f"{out}/attractors.safetensors"] + ([f"{out}/index.faiss"] if entries else [])
+    written += [f"{out}/dictionary.json"] if "dictionary" in manifest else []
+    none = " (no seed converged, so no attractor images)" if not entries else ""
+    print(f"{adapter.name}: {len(result.status)} seeds -> {len(attractors)} attractors{none}; wrote {', '.join(written)}")
     if note := describe_unconverged(result.summary()):
         print(note)
     return 0
