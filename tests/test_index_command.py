@@ -19,6 +19,16 @@ from latentfield.probe.run import load_result
 K = 4
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """These tiny models run no faster on two threads, and on a busy machine two spinning OpenMP threads
+    cost several times the time (generalize audit, load 14 on 2 cores: 9 s on one thread, 76 s on two)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory) -> Path:
     """A finished probe of demo:generalize, laid out as an audit lays it out (AUDIT/probe)."""

@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import torch
 
 from latentfield.probe.cli import main as cli_main
 
@@ -184,6 +185,16 @@ class Chromium:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """These tiny models run no faster on two threads, and on a busy machine two spinning OpenMP threads
+    cost several times the time (generalize audit, load 14 on 2 cores: 9 s on one thread, 76 s on two)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")
