@@ -9,7 +9,7 @@ every report and width, which keeps the test quick. Per report and width we
 * set the viewport with ``Emulation.setDeviceMetricsOverride`` (desktop 1280 x 800; phone 390 x 844
   with ``mobile: true``, so the page is laid out as a phone lays it out: without a viewport meta tag a
   phone uses a 980 px wide layout, zoomed out and unreadable, which the check catches),
-* load the file and wait for the ``load`` event,
+* load the file and wait for its ``load`` lifecycle event (matched by loader id),
 * evaluate one script (``_CHECKS``) that awaits every ``<img>``'s decode, then reports each image's
   natural size, ``scrollWidth`` against ``innerWidth``, and every element whose box leaves the viewport
   horizontally (an element inside a box that scrolls or clips horizontally, such as a wide table that
@@ -139,11 +139,13 @@ class Chromium:
                 return reply.get("result", {})
             self._events.append(reply)
 
-    def wait_event(self, method: str, session: str) -> dict[str, Any]:
+    def wait_event(self, method: str, session: str, **params: Any) -> dict[str, Any]:
+        """The first event ``method`` of ``session`` whose params include ``params``."""
         deadline = time.monotonic() + TIMEOUT_S
         while True:
             for i, e in enumerate(self._events):
-                if e.get("method") == method and e.get("sessionId") == session:
+                if e.get("method") == method and e.get("sessionId") == session and \
+                        params.items() <= e.get("params", {}).items():
                     return self._events.pop(i)
             self._events.append(self._read_message(deadline))
 
@@ -154,10 +156,10 @@ class Chromium:
         session = self.call("Target.attachToTarget", targetId=target, flatten=True)["sessionId"]
         try:
             self.call("Page.enable", session)
+            self.call("Page.setLifecycleEventsEnabled", session, enabled=True)
             self.call("Emulation.setDeviceMetricsOverride", session, **metrics)
-            self._events.clear()
-            self.call("Page.navigate", session, url=url)
-            self.wait_event("Page.loadEventFired", session)
+            loader = self.call("Page.navigate", session, url=url)["loaderId"]
+            self.wait_event("Page.lifecycleEvent", session, name="load", loaderId=loader)  # this page's, not about:blank's
             res = self.call("Runtime.evaluate", session, expression=_CHECKS, awaitPromise=True, returnByValue=True)
             if "exceptionDetails" in res:
                 raise RuntimeError(f"check script failed: {res['exceptionDetails']}")
@@ -171,6 +173,7 @@ class Chromium:
             return checks
         finally:
             self.call("Target.closeTarget", targetId=target)
+            self._events = [e for e in self._events if e.get("sessionId") != session]
 
     def close(self) -> None:
         for fd in (self._to_child, self._from_child):
