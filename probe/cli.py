@@ -16,7 +16,8 @@ from .rundir.environment import package_version
 
 # Modules under probe/commands, in the order `latentfield --help` lists them. Each defines
 # ``register(subparsers)`` that adds a parser with ``set_defaults(func=run)``.
-COMMANDS = ("audit", "probe", "train_demo", "field", "extract", "ood", "compare", "dynamics", "train_decoder")
+COMMANDS = ("audit", "probe", "train_demo", "field", "extract", "ood", "compare", "dynamics", "index",
+            "train_decoder")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -50,6 +50,16 @@ def test_extract_writes_prior_and_dictionary(checkpoints, tmp_path, capsys):
     assert "needs --reference" in capsys.readouterr().err
 
 
+def test_extract_without_attractors_names_only_what_it_wrote(tmp_path, capsys):
+    out = tmp_path / "ex"
+    assert main(["extract", "demo:generalize", "--seeds", "4", "--max-steps", "1", "--quiet", "--out", str(out)]) == 0
+    line = capsys.readouterr().out.splitlines()[0]
+    assert "0 attractors (no seed converged" in line and "manifest.json" in line
+    assert "attractors/" not in line and "index.faiss" not in line
+    assert not (out / "attractors").exists() and not (out / "index.faiss").exists()
+    assert json.loads((out / "manifest.json").read_text())["n_attractors"] == 0
+
+
 def test_ood_command(checkpoints, tmp_path, capsys):
     out = tmp_path / "ood"
     assert main(["ood", str(checkpoints[-1]), "--in-dist", "digits:train", "--limit", "60", "--test", "noise",

@@ -41,12 +41,13 @@ def run(args: argparse.Namespace) -> int:
     result, manifest, dictionary = extract_prior(adapter, out, probe_config(args), reference, progress=not args.quiet)
     if dictionary is not None:
         write_figure(dictionary_figure(dictionary), out / "dictionary.png")
+    # name only what was written: with no attractor there are no PNGs, no index and no attractors/ folder
     n = manifest["n_attractors"]
-    wrote = [f"{out}/attractors/"] if n else []
-    wrote += [f"{out}/manifest.json", f"{out}/attractors.safetensors"] + (["dictionary.json"] if "dictionary" in manifest else [])
-    print(f"{adapter.name}: {len(result.status)} seeds -> {n} attractors; wrote {', '.join(wrote)}")
-    if not n:
-        print("no seed converged, so there is no attractor to save; raise --max-steps or --tol")
+    written = [f"{out}/attractors/ ({n} PNGs)"] if n else []
+    written += [f"{out}/manifest.json", f"{out}/attractors.safetensors"] + ([f"{out}/index.faiss"] if n else [])
+    written += [f"{out}/dictionary.json"] if dictionary is not None else []
+    none = " (no seed converged, so no attractor images)" if not n else ""
+    print(f"{adapter.name}: {len(result.status)} seeds -> {n} attractors{none}; wrote {', '.join(written)}")
     if note := describe_unconverged(result.summary()):
         print(note)
     return 0

@@ -27,6 +27,8 @@ table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ddd;padding
 th{background:#f5f5f5}td:first-child,th:first-child{text-align:left}
 .gallery{display:flex;flex-wrap:wrap;gap:10px}.card{border:1px solid #ddd;padding:4px;font-size:.75em;text-align:center}
 .card img{image-rendering:pixelated;display:block}.muted{color:#777;font-size:.9em}code{background:#f3f3f3;padding:0 .2em}
+img{max-width:100%;height:auto}table{display:block;width:max-content;max-width:100%;overflow-x:auto}
+@media (max-width:600px){body{margin:1em auto;padding:0 .5em}td,th{padding:.2em .35em}}
 """
 
 
@@ -43,8 +45,10 @@ class Report:
 
     def html(self) -> str:
         body = "\n".join(f"<h2>{html.escape(t)}</h2>\n{b}" for t, b in self.sections)
-        return (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(self.title)}</title>"
-                f"<style>{_CSS}</style></head><body><h1>{html.escape(self.title)}</h1>\n{body}\n</body></html>\n")
+        return ("<!doctype html><html><head><meta charset='utf-8'>"
+                "<meta name='viewport' content='width=device-width,initial-scale=1'>"  # phones: no 980 px layout
+                f"<title>{html.escape(self.title)}</title><style>{_CSS}</style></head>"
+                f"<body><h1>{html.escape(self.title)}</h1>\n{body}\n</body></html>\n")
 
     def write(self, out: str | Path) -> tuple[Path, Path]:
         out = Path(out)
