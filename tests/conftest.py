@@ -30,3 +30,13 @@ def meehan_dir() -> Path:
     if not MEEHAN_DIR.is_dir():
         pytest.skip(f"Meehan et al. VAE weights not found: no folder {MEEHAN_DIR} (set LATENTFIELD_MEEHAN_DIR)")
     return MEEHAN_DIR
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Use with ``pytestmark = pytest.mark.usefixtures("one_thread")``. Tiny models run no faster on two threads, and on a busy machine two spinning OpenMP threads
+    cost several times the time (generalize audit, load 14 on 2 cores: 9 s on one thread, 76 s on two)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

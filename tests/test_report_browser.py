@@ -190,14 +190,7 @@ class Chromium:
                 self.proc.wait()
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """These tiny models run no faster on two threads, and on a busy machine two spinning OpenMP threads
-    cost several times the time (generalize audit, load 14 on 2 cores: 9 s on one thread, 76 s on two)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
