@@ -10,7 +10,8 @@ A test image x is encoded, z_0 = E(x), and iterated z_{t+1} = f(z_t) until it co
 * ``steps``: steps to converge; ``path_length``: sum_t ||z_{t+1} - z_t||;
 
 and the baselines on the same features z_0: ``knn`` (Sun et al. 2022: L2-normalised features,
-distance to the k-th nearest training feature), ``mahalanobis`` (one Gaussian, Ledoit-Wolf covariance,
+distance to the k-th nearest training feature), ``knn_mean`` (the paper's table: mean Euclidean distance to
+the K = min(2000, N) nearest training features, ``knn.py``), ``mahalanobis`` (one Gaussian, Ledoit-Wolf covariance,
 squared distance; in the top-512 PCA subspace when D > 512) and ``reconstruction`` (per-image MSE
 of D(E(x)) against x, in [0, 1] pixels).
 """
@@ -36,6 +37,7 @@ from latentfield.adapters.errors import UsageError
 from ..index import AttractorIndex
 from ..latents import encode_unit
 from ..run import ProbeConfig, cache_dir, run_probe
+from .knn import PAPER_KNN_K, knn_mean_distance
 from .metrics import ood_metrics
 
 if TYPE_CHECKING:
@@ -44,7 +46,7 @@ if TYPE_CHECKING:
 
 
 TRAJECTORY_METHODS = ("trajectory", "field", "steps", "path_length")
-BASELINE_METHODS = ("knn", "mahalanobis", "reconstruction")
+BASELINE_METHODS = ("knn", "knn_mean", "mahalanobis", "reconstruction")
 METHODS = TRAJECTORY_METHODS + BASELINE_METHODS
 MAHALANOBIS_MAX_DIM = 512
 
@@ -144,7 +146,7 @@ def trajectory_scores(adapter: Adapter, z0: torch.Tensor, index: AttractorIndex,
 
 def baseline_scores(adapter: Adapter, images: torch.Tensor, features: np.ndarray, ind: InDistribution,
                     batch_size: int = 256) -> dict[str, np.ndarray]:
-    """KNN, Mahalanobis and reconstruction scores (N,) of ``images`` with encoder ``features`` (N, D)."""
+    """KNN (two forms), Mahalanobis and reconstruction scores (N,) of ``images`` with encoder ``features`` (N, D)."""
     dcos, _ = ind.knn_index.search(features, ind.k)
     knn = np.sqrt(np.maximum(2.0 * dcos[:, -1], 0.0))  # L2 between unit vectors = sqrt(2 - 2 cos)
     g_feats = ind.projection.transform(features) if ind.projection is not None else features
@@ -154,7 +156,8 @@ def baseline_scores(adapter: Adapter, images: torch.Tensor, features: np.ndarray
         x = images[i:i + batch_size].float()
         y = adapter.to_unit(adapter.decode(adapter.encode(adapter.from_unit(x)))).float().cpu()
         rec.append((y - x).pow(2).flatten(1).mean(1).numpy())
-    return {"knn": knn, "mahalanobis": maha, "reconstruction": np.concatenate(rec) if rec else np.zeros(0)}
+    return {"knn": knn, "knn_mean": knn_mean_distance(features, ind.features, PAPER_KNN_K), "mahalanobis": maha,
+            "reconstruction": np.concatenate(rec) if rec else np.zeros(0)}
 
 
 def score_images(adapter: Adapter, images: torch.Tensor, ind: InDistribution,
@@ -206,7 +209,8 @@ def ood_benchmark(adapter: Adapter, in_train: torch.Tensor, in_test: torch.Tenso
     s = settings or IterationSettings()
     cache = Path(cache) if cache is not None else None
     ind = fit_in_distribution(adapter, in_train, s, k=k, progress=progress, cache=cache / "fit" if cache else None)
-    base = {"fingerprint": adapter.fingerprint, "settings": asdict(s), "k": k, "fit": images_sha256(in_train)}
+    base = {"fingerprint": adapter.fingerprint, "settings": asdict(s), "k": k, "fit": images_sha256(in_train),
+            "methods": list(METHODS)}  # scores cached before a method was added are recomputed
 
     def scored(name: str, x: torch.Tensor) -> dict[str, np.ndarray]:
         key = json.dumps({**base, "images": images_sha256(x)}, sort_keys=True)
