@@ -91,10 +91,10 @@ def main() -> None:
     rows, found = {}, {}
     for solver in args.solvers.split(","):
         name, _, extra = solver.partition("+")
-        kind, _, radius = extra.partition("=")
-        if kind not in ("", "capture") or (radius and kind != "capture"):
-            p.error(f"unknown row {solver!r}: expected NAME, NAME+capture or NAME+capture=R")
-        capture = float(radius) if radius else args.capture if kind else 0.0
+        mode, _, radius = extra.partition("=")
+        if mode not in ("", "capture") or (radius and not radius.replace(".", "", 1).isdigit()):
+            p.error(f"unknown row {solver!r}: expected NAME, NAME+capture or NAME+capture=R (R a number)")
+        capture = float(radius) if radius else args.capture if mode else 0.0
         options = dict(args.solver_option) if name != "plain" else {}
         cfg = ProbeConfig(n_seeds=args.seeds, tol=args.tol, max_steps=args.max_steps, batch_size=args.batch_size,
                           solver=name, verify=True, solver_options=options, capture=capture)
@@ -153,8 +153,8 @@ def main() -> None:
               f"{len(found['plain'])}; options: {rows[name]['options'] or 'defaults'}")
     if args.json:
         with open(args.json, "w") as fh:
-            json.dump([{k: v for k, v in r.items() if k not in ("converged_mask", "steps", "end", "status", "captured_mask")}
-                       for r in rows.values()], fh, indent=1)
+            skip = ("converged_mask", "steps", "end", "status", "captured_mask")
+            json.dump([{k: v for k, v in r.items() if k not in skip} for r in rows.values()], fh, indent=1)
 
 
 if __name__ == "__main__":
