@@ -102,13 +102,14 @@ def test_audit_sections(checkpoints, tmp_path):
                  "--ood", "noise", "--dictionary", *FAST]) == 0
     rep = json.loads((out / "report.json").read_text())
     mem = rep["memorization"]
-    assert {"mean", "std", "baseline_mean", "noise_baseline_mean", "copy_rate", "noise_copy_rate"} <= set(mem)
+    assert {"mean", "std", "baseline_mean", "noise_baseline_mean", "copy_rate", "noise_copy_rate", "ct_statistic"} <= set(mem)
+    assert mem["ct_statistic"]["n_generated"] == rep["n_converged"]
     assert rep["generalization_entropy"]["attractors"]["n_components"] >= 0
     assert "mse_attractors" in rep["dictionary"]
     assert set(rep["ood"]["auroc"]["noise"]) == set(rep["ood"]["methods"])
     assert "fpr95" in rep["ood"]
     html = (out / "report.html").read_text()
-    assert "Out-of-distribution detection" in html and "calibrated copy rate" in html
+    assert "Out-of-distribution detection" in html and "calibrated copy rate" in html and "Meehan" in html
 
 
 def test_audit_ood_without_training_images_is_a_one_line_error(checkpoints, tmp_path, capsys):

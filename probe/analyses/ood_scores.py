@@ -10,7 +10,9 @@ A test image x is encoded, z_0 = E(x), and iterated z_{t+1} = f(z_t) by the work
 * ``steps``: steps to converge; ``path_length``: sum_t ||z_{t+1} - z_t||;
 
 and the baselines on the same features z_0 (:func:`fit_baselines`, :func:`baseline_scores`): ``knn``
-(Sun et al. 2022: L2-normalised features, distance to the k-th nearest training feature), ``mahalanobis``
+(Sun et al. 2022: L2-normalised features, distance to the k-th nearest training feature), ``knn_mean``
+(the paper's table: mean Euclidean distance to the K = min(2000, N) nearest training features,
+``analyses.knn``), ``mahalanobis``
 (one Gaussian, Ledoit-Wolf covariance, squared distance; in the top-512 PCA subspace when D > 512) and
 ``reconstruction`` (:func:`reconstruction_error`: per-image MSE of D(E(x)) against x, in [0, 1] pixels).
 """
@@ -23,13 +25,14 @@ import numpy as np
 import torch
 
 from ..index import AttractorIndex
+from .knn import PAPER_KNN_K, knn_mean_distance
 
 if TYPE_CHECKING:
     from sklearn.covariance import LedoitWolf
     from sklearn.decomposition import PCA
 
 TRAJECTORY_METHODS = ("trajectory", "field", "steps", "path_length")
-BASELINE_METHODS = ("knn", "mahalanobis", "reconstruction")
+BASELINE_METHODS = ("knn", "knn_mean", "mahalanobis", "reconstruction")
 METHODS = TRAJECTORY_METHODS + BASELINE_METHODS
 MAHALANOBIS_MAX_DIM = 512
 
@@ -78,6 +81,7 @@ class Baselines:
 
     knn_index: AttractorIndex
     k: int
+    features: np.ndarray
     gaussian: LedoitWolf
     projection: PCA | None
 
@@ -93,16 +97,17 @@ def fit_baselines(features: np.ndarray, k: int = 10) -> Baselines:
     if features.shape[1] > MAHALANOBIS_MAX_DIM:
         projection = PCA(n_components=min(MAHALANOBIS_MAX_DIM, len(features) - 1), random_state=0).fit(features)
     g = projection.transform(features) if projection is not None else features
-    return Baselines(knn_index=AttractorIndex.build(features, "cosine"), k=min(k, len(features)),
+    return Baselines(knn_index=AttractorIndex.build(features, "cosine"), k=min(k, len(features)), features=features,
                      gaussian=LedoitWolf().fit(g.astype(np.float64)), projection=projection)
 
 
 def baseline_scores(features: np.ndarray, fitted: Baselines) -> dict[str, np.ndarray]:
-    """``knn`` and ``mahalanobis`` scores (N,) of encoder features (N, D)."""
+    """``knn``, ``knn_mean`` and ``mahalanobis`` scores (N,) of encoder features (N, D)."""
     dcos, _ = fitted.knn_index.search(features, fitted.k)
     knn = np.sqrt(np.maximum(2.0 * dcos[:, -1], 0.0))  # L2 between unit vectors = sqrt(2 - 2 cos)
     g = fitted.projection.transform(features) if fitted.projection is not None else features
-    return {"knn": knn, "mahalanobis": fitted.gaussian.mahalanobis(g.astype(np.float64))}
+    return {"knn": knn, "knn_mean": knn_mean_distance(features, fitted.features, PAPER_KNN_K),
+            "mahalanobis": fitted.gaussian.mahalanobis(g.astype(np.float64))}
 
 
 def reconstruction_error(images: torch.Tensor, reconstructions: torch.Tensor) -> np.ndarray:

@@ -9,8 +9,10 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from ..analyses.copying import COPY_QUANTILE, VARIANCE_EXPLAINED, calibrated_copying, generalization_entropy
+from ..analyses.data_copying import ct_statistic
 from ..analyses.memorization import memorization_coefficient
 from ..data import noise_images
+from ..engine.latents import decode_unit
 from ..workflows.audit import AUDIT_MAX_IMAGES
 from ..workflows.ood import OODResult
 from .figures import dictionary_figure
@@ -44,7 +46,31 @@ def copying_section(ctx: "AuditContext", report: "Report") -> None:
                  f"training image exceeds {cal['copy_threshold_cosine']:.4f}, a level only "
                  f"{100 * COPY_QUANTILE:g}% of held-out images reach (Meehan et al. 2020). Raw cosine has a "
                  "high floor; this rate does not.</p>")
+        body += _ct_block(ctx, mem)
     report.add("Memorization baselines and calibrated copy rate", body, memorization=mem)
+
+
+CT_CELLS, CT_MIN_PER_CELL = 5, 20
+
+
+def _ct_block(ctx: "AuditContext", mem: dict[str, Any]) -> str:
+    """Meehan et al.'s C_T: one generated sample per converged seed (its decoded end point), in
+    flattened [0, 1] pixels; adds ``memorization.ct_statistic``."""
+    generated = decode_unit(ctx.adapter, ctx.result.end_points[ctx.result.status == 0])
+    ct = ct_statistic(ctx.train, generated, ctx.heldout, n_cells=min(CT_CELLS, len(ctx.train)),
+                      min_per_cell=CT_MIN_PER_CELL)
+    mem["ct_statistic"] = ct
+    fmt = lambda v: "-" if v is None else f"{v:.3g}"  # noqa: E731
+    rows = [("C_T", fmt(ct["C_T"])), ("z (normal approximation)", fmt(ct["z"])),
+            ("p (copying)", fmt(ct["p_copying"])), ("reading", ct["reading"]),
+            ("cells used", f"{ct['cells_used']} of {ct['n_cells']} ({ct['generated_in_used_cells']} of "
+                           f"{ct['n_generated']} seeds)")]
+    return table(rows, ["data-copying test (Meehan et al. 2020)", "value"]) + (
+        "<p class='muted'>C_T: in k-means cells of the training set, a Mann-Whitney test of the converged seeds' "
+        "decoded end points against held-out images, by Euclidean distance to the nearest training image; "
+        "z-scores averaged with the held-out share of each cell. Well below 0 (z &lt; -3): copying; near 0: "
+        "neither; well above 0: further from the training set than held-out images are (underfitting, "
+        "e.g. blurred prototypes).</p>")
 
 
 def generalization_entropy_section(ctx: "AuditContext", report: "Report") -> None:

@@ -143,7 +143,7 @@ def ood_benchmark(adapter: Adapter, in_train: torch.Tensor, in_test: torch.Tenso
     ind = fit_in_distribution(adapter, in_train, cfg, k=k, progress=progress, cache=fit_cache(cache), fit_set=fit_set)
     settings = {f: v for f, v in asdict(cfg).items() if f not in ("n_seeds", "init", "seed", "verify")}
     base = {"fingerprint": adapter.fingerprint, "settings": settings, "k": k, "fit": images_sha256(in_train),
-            "fit_set": fit_set}
+            "fit_set": fit_set, "methods": list(METHODS)}  # scores cached before a method was added are recomputed
 
     def scored(name: str, x: torch.Tensor) -> dict[str, np.ndarray]:
         key = json.dumps({**base, "images": images_sha256(x)}, sort_keys=True, default=str)
