@@ -129,6 +129,14 @@ def code_identity(module_name: str | None) -> str:
         return f"{module_name}: source file unreadable"
 
 
+def is_user_code(obj: Any) -> bool:
+    """Whether a class or callable comes from a file of its own (hashed), not latentfield or a package."""
+    while isinstance(obj, (functools.partial, types.MethodType)):
+        obj = obj.func if isinstance(obj, functools.partial) else obj.__func__
+    module = obj.__module__ if isinstance(obj, (type, types.FunctionType)) else type(obj).__module__
+    return code_identity(module).startswith("sha256:")
+
+
 def class_path(cls: type) -> str:
     return f"{cls.__module__}.{cls.__qualname__}"
 
@@ -206,11 +214,14 @@ class _Describer:
         attrs = getattr(v, "__dict__", None)
         if not isinstance(attrs, dict):
             return f"<{class_identity(type(v))}>"
-        return f"<{class_identity(type(v))} {self.attributes(attrs, depth + 1)}>"
+        return f"<{class_identity(type(v))} {self.attributes(attrs, depth + 1, private=is_user_code(type(v)))}>"
 
-    def attributes(self, attrs: dict[str, Any], depth: int, skip: Iterable[str] = ()) -> str:
+    def attributes(self, attrs: dict[str, Any], depth: int, skip: Iterable[str] = (), private: bool = True) -> str:
+        """``{name=value, ...}`` in name order. ``private=False`` leaves out ``_names``: libraries keep
+        bookkeeping there that they set lazily (on the first forward, say), which must not move the fingerprint."""
         skip = VOLATILE | set(skip)
-        return "{" + ", ".join(f"{k}={self.value(attrs[k], depth)}" for k in sorted(attrs) if k not in skip) + "}"
+        return "{" + ", ".join(f"{k}={self.value(attrs[k], depth)}" for k in sorted(attrs)
+                               if k not in skip and (private or not k.startswith("_"))) + "}"
 
     # -- code ---------------------------------------------------------------------------------------
     def callable(self, fn: Any, depth: int = 0) -> str:
@@ -259,11 +270,13 @@ class _Describer:
         h = hashlib.sha256()
         for name, sub in m.named_modules():
             skip = set(getattr(sub, "fingerprint_exclude", ())) | _MODULE_INTERNALS
+            user = is_user_code(type(sub))
             h.update(f"{name}|{class_identity(type(sub))}|training={sub.training}|"
-                     f"{self.attributes(sub.__dict__, 0, skip)}\n".encode())
+                     f"{self.attributes(sub.__dict__, 0, skip, private=user)}\n".encode())
             for kind in ("_forward_pre_hooks", "_forward_hooks"):
                 for hook in getattr(sub, kind, {}).values():
-                    h.update(f"{kind} {self.callable(hook, 1)}\n".encode())
+                    if is_user_code(hook):  # a library's own hooks belong to its version (and come lazily)
+                        h.update(f"{kind} {self.callable(hook, 1)}\n".encode())
         tensors = [*m.named_parameters(), *(("buffer:" + k, v) for k, v in m.named_buffers())]
         h.update(fingerprint_tensors(tensors).encode())
         return h.hexdigest()

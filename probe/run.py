@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import platform
 import re
 import time
@@ -60,8 +61,10 @@ class ProbeConfig:
     def validate(self) -> None:
         if self.n_seeds <= 0:
             raise UsageError(f"number of seeds must be positive, got {self.n_seeds}")
-        if not self.tol > 0:
+        if not self.tol > 0:  # NaN too
             raise UsageError(f"tolerance must be positive, got {self.tol}")
+        if not math.isfinite(self.tol):  # every squared step is below inf: each seed would stop at once
+            raise UsageError(f"tolerance must be finite, got {self.tol}")
         for what, value in (("max steps", self.max_steps), ("batch size", self.batch_size),
                             ("chunk size", self.chunk_size)):
             if value <= 0:
@@ -76,6 +79,12 @@ class ProbeConfig:
             raise UsageError(f"solver option: {e}") from None
         if not self.sigma > 0:
             raise UsageError(f"sigma must be positive, got {self.sigma}")
+        if not math.isfinite(self.sigma):
+            raise UsageError(f"sigma must be finite, got {self.sigma}")
+        if not -math.inf < self.low < self.high < math.inf:
+            raise UsageError(f"uniform seeds need finite low < high, got {self.low}, {self.high}")
+        if not self.max_norm > 0:  # inf is allowed: no norm limit
+            raise UsageError(f"max_norm must be positive, got {self.max_norm}")
         if self.record_every < 0:
             raise UsageError(f"record_every must be >= 0, got {self.record_every}")
         if not 0 <= self.capture < 1:
