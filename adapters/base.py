@@ -88,13 +88,11 @@ class Adapter:
         if not isinstance(y, torch.Tensor):
             raise ModelError(f"{self.name}: {what} of {kind} {tuple(x.shape)} returned a {type(y).__module__}."
                              f"{type(y).__qualname__}, not a torch.Tensor")
-        expected = None
-        if y.ndim == 0 or y.shape[0] != x.shape[0]:
-            expected = f"a batch of {x.shape[0]}"
-        elif in_shape is not None and out_shape is not None and tuple(x.shape[1:]) == tuple(in_shape) \
-                and tuple(y.shape[1:]) != tuple(out_shape):
-            expected = f"{(x.shape[0], *out_shape)}"
-        if expected:
+        if y.ndim == 0 or y.shape[0] != x.shape[0] or (  # torch.Size compares with tuples (not lists)
+                out_shape is not None and y.shape[1:] != tuple(out_shape) and in_shape is not None
+                and x.shape[1:] == tuple(in_shape)):
+            expected = f"a batch of {x.shape[0]}" if y.ndim == 0 or y.shape[0] != x.shape[0] else \
+                f"{(x.shape[0], *out_shape)}"
             raise ModelError(f"{self.name}: {what} of {kind} {tuple(x.shape)} returned shape {tuple(y.shape)}, "
                              f"expected {expected}")
         return y
