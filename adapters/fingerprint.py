@@ -18,6 +18,7 @@ every process. What it cannot see is listed in docs/reliability.md.
 """
 from __future__ import annotations
 
+import argparse
 import enum
 import functools
 import hashlib
@@ -36,10 +37,11 @@ if TYPE_CHECKING:
 
 VERSION = "latentfield-fingerprint/2"
 MAX_DEPTH = 4  # nesting of plain attributes described; deeper objects are named by their class only
-MAX_ITEMS = 10_000  # longer containers are described by their length and a digest of their items' types
+MAX_ITEMS = 10_000  # longer containers are described by their type and length only
 # Metadata that records where a model was loaded from, not what it computes (attribute or dict key).
 VOLATILE = frozenset({"_name_or_path", "name_or_path", "_commit_hash", "transformers_version", "_diffusers_version"})
 _MODULE_INTERNALS = frozenset(nn.Module().__dict__) | {"training"}
+_NAMESPACES = (types.SimpleNamespace, argparse.Namespace)  # plain settings holders, described by attributes
 # The adapter's own bookkeeping, parts described separately (modules(), shapes), and its name and file.
 _ADAPTER_INTERNALS = frozenset({"_fingerprint", "_identity", "_device", "_dtype", "_modules", "image_shape",
                                 "latent_shape", "value_range", "name", "path"})
@@ -212,7 +214,9 @@ class _Describer:
 
     def _object(self, v: Any, depth: int) -> str:
         attrs = getattr(v, "__dict__", None)
-        if not isinstance(attrs, dict):
+        # Standard-library objects (loggers, locks, threads) hold process state, not model settings.
+        stdlib = type(v).__module__.split(".")[0] in sys.stdlib_module_names and not isinstance(v, _NAMESPACES)
+        if not isinstance(attrs, dict) or stdlib:
             return f"<{class_identity(type(v))}>"
         return f"<{class_identity(type(v))} {self.attributes(attrs, depth + 1, private=is_user_code(type(v)))}>"
 

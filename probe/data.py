@@ -141,7 +141,7 @@ def _from_folder(path: Path, limit: int | None) -> torch.Tensor:
                 imgs.append(torch.from_numpy(np.asarray(im, dtype=np.float32) / 255.0))
         except Image.DecompressionBombError:
             raise UsageError(f"{p}: declares an image over twice PIL's pixel limit; refused as a possible "
-                             f"decompression bomb (latentfield takes images up to {MAX_IMAGE_PIXELS:,} pixels)") from None
+                             f"decompression bomb (images up to {MAX_IMAGE_PIXELS:,} pixels are taken)") from None
         except UnidentifiedImageError:
             raise UsageError(f"{p}: not a readable image (PIL cannot identify it)") from None
         except OSError as e:  # a truncated or unreadable file

@@ -62,7 +62,8 @@ CUDA_ASSERT = ("if Dec.calls >= 3: raise RuntimeError('CUDA error: device-side a
                "CUDA kernel errors might be asynchronously reported')")
 
 
-def write_model(folder: Path, name: str, top: str = "", enc: str = "pass", dec: str = "pass", build: str = "pass") -> str:
+def write_model(folder: Path, name: str, top: str = "", enc: str = "pass", dec: str = "pass",
+                build: str = "pass") -> str:
     folder.mkdir(parents=True, exist_ok=True)
     (folder / f"{name}.py").write_text(textwrap.dedent(FAULTY).format(top=top, enc=enc, dec=dec, build=build))
     return f"py:{name}:build"
