@@ -5,13 +5,13 @@ provides ``encode`` and ``decode`` on batched tensors.
 """
 from __future__ import annotations
 
-import hashlib
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import torch
 from torch import nn
 
-from .errors import AdapterError
+from .errors import AdapterError, ModelError, UsageError, first_line
+from .fingerprint import adapter_fingerprint, fingerprint_tensors  # noqa: F401 (re-exported)
 
 Shape = tuple[int, ...]
 
@@ -25,25 +25,19 @@ def check_options(options: Mapping[str, Any], allowed: Iterable[str], family: st
                            f"(this family takes: {', '.join(sorted(allowed))})")
 
 
-def fingerprint_tensors(named: Iterable[tuple[str, torch.Tensor]]) -> str:
-    """sha256 over parameter names, shapes, dtypes and bytes, in name order."""
-    h = hashlib.sha256()
-    for name, t in sorted(named, key=lambda kv: kv[0]):
-        t = t.detach().to("cpu").contiguous()
-        h.update(f"{name}|{tuple(t.shape)}|{t.dtype}|".encode())
-        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
-    return h.hexdigest()
-
-
 class Adapter:
     """Base class: an encoder E and decoder D over batched tensors.
 
     Subclasses implement ``_encode`` and ``_decode`` and set ``name``, ``image_shape`` (C, H, W),
     ``latent_shape`` (per sample, no batch axis) and ``value_range`` (the pixel range the model
     expects, e.g. (0, 1) or (-1, 1)). ``encode``/``decode`` run without autograd; the map whose
-    dynamics we study is ``f(z) = encode(decode(z))``. ``provenance`` (set by the loaders): where the
+    dynamics we study is ``f(z) = encode(decode(z))``. A model that raises, or returns anything but a
+    tensor batch of the expected shape, surfaces as one :class:`ModelError`. ``provenance`` (set by the loaders): where the
     weights came from, ``{"repo_id", "revision", "commit", "subfolder", "files"}`` for a Hugging Face id
     or ``{"path", "files"}`` for local files, ``files`` mapping each file read to its sha256.
+
+    ``fingerprint_exclude``: attribute names (of the adapter) that do not change the map, left out of
+    the fingerprint (``name`` and ``path`` always are).
     """
 
     name: str = "adapter"
@@ -51,11 +45,13 @@ class Adapter:
     latent_shape: Shape | None = None
     value_range: tuple[float, float] = (0.0, 1.0)
     provenance: dict[str, Any] | None = None
+    fingerprint_exclude: tuple[str, ...] = ()
 
     def __init__(self) -> None:
         self._device = torch.device("cpu")
         self._dtype = torch.float32
-        self._fingerprint: str | None = None
+        self._fingerprint: tuple[Any, str] | None = None
+        self._identity: dict[str, Any] = {}
 
     # -- to implement ---------------------------------------------------------------------------
     def _encode(self, x: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
@@ -71,13 +67,38 @@ class Adapter:
     # -- public API ------------------------------------------------------------------------------
     @torch.no_grad()
     def encode(self, x: torch.Tensor) -> torch.Tensor:
-        """Images (B, C, H, W) in ``value_range`` -> latents (B, *latent_shape)."""
-        return self._encode(x.to(self._device, self._dtype))
+        """Images (B, C, H, W) in ``value_range`` -> latents (B, *latent_shape). Raises ModelError."""
+        return self._call("encode", self._encode, x.to(self._device, self._dtype), self.image_shape, self.latent_shape)
 
     @torch.no_grad()
     def decode(self, z: torch.Tensor) -> torch.Tensor:
-        """Latents (B, *latent_shape) -> images (B, C, H, W) in ``value_range``."""
-        return self._decode(z.to(self._device, self._dtype))
+        """Latents (B, *latent_shape) -> images (B, C, H, W) in ``value_range``. Raises ModelError."""
+        return self._call("decode", self._decode, z.to(self._device, self._dtype), self.latent_shape, self.image_shape)
+
+    def _call(self, what: str, fn: Callable[[torch.Tensor], Any], x: torch.Tensor, in_shape: Shape | None,
+              out_shape: Shape | None) -> torch.Tensor:
+        """``fn(x)``, with the model's failures turned into one ModelError. The output must be a tensor with
+        x's batch size and, when x has the expected per-sample shape ``in_shape``, of shape ``out_shape``
+        (models that take several sizes may map other inputs to other sizes). Shape compares only: cheap."""
+        kind = "images" if what == "encode" else "latents"
+        try:
+            y = fn(x)
+        except (UsageError, AdapterError, ModelError):
+            raise
+        except Exception as e:
+            hint = "; lower --batch-size" if isinstance(e, torch.OutOfMemoryError) else ""
+            raise ModelError(f"{self.name}: {what} failed on {kind} {tuple(x.shape)}: {first_line(e)}{hint}") from e
+        if not isinstance(y, torch.Tensor):
+            raise ModelError(f"{self.name}: {what} of {kind} {tuple(x.shape)} returned a {type(y).__module__}."
+                             f"{type(y).__qualname__}, not a torch.Tensor")
+        if y.ndim == 0 or y.shape[0] != x.shape[0] or (  # torch.Size compares with tuples (not lists)
+                out_shape is not None and y.shape[1:] != tuple(out_shape) and in_shape is not None
+                and x.shape[1:] == tuple(in_shape)):
+            expected = f"a batch of {x.shape[0]}" if y.ndim == 0 or y.shape[0] != x.shape[0] else \
+                f"{(x.shape[0], *out_shape)}"
+            raise ModelError(f"{self.name}: {what} of {kind} {tuple(x.shape)} returned shape {tuple(y.shape)}, "
+                             f"expected {expected}")
+        return y
 
     @torch.no_grad()
     def f(self, z: torch.Tensor) -> torch.Tensor:
@@ -127,13 +148,21 @@ class Adapter:
 
     @property
     def fingerprint(self) -> str:
-        """sha256 of the weights: two adapters with the same fingerprint define the same map."""
-        if self._fingerprint is None:
-            named = []
-            for i, m in enumerate(self.modules()):
-                named += [(f"{i}.{k}", v) for k, v in m.state_dict().items()]
-            self._fingerprint = fingerprint_tensors(named)
-        return self._fingerprint
+        """sha256 of what defines the map: weights and buffers, module classes and their plain attributes,
+        the code's source (or package versions), shapes and dtype (``fingerprint.py``; docs/reliability.md).
+        Two adapters with the same fingerprint define the same map. Computed once, and again when the
+        shapes or dtype change; set ``_fingerprint = None`` after changing weights in place."""
+        key = (self.image_shape, self.latent_shape, tuple(self.value_range), self.dtype)
+        cached = getattr(self, "_fingerprint", None)
+        if cached is None or cached[0] != key:
+            self._fingerprint = cached = (key, adapter_fingerprint(self))
+        return cached[1]
+
+    def add_identity(self, **parts: Any) -> None:
+        """Record more of what decides this adapter's map, as plain values (e.g. the sha256 of the file a
+        ``py:`` spec was loaded from, a family and its options); they enter the fingerprint."""
+        self._identity = {**getattr(self, "_identity", {}), **parts}
+        self._fingerprint = None
 
     @property
     def latent_dim(self) -> int:
@@ -145,6 +174,7 @@ class Adapter:
     def set_image_shape(self, image_shape: Sequence[int]) -> None:
         """Fix the image shape (for adapters that accept several) and infer ``latent_shape``."""
         self.image_shape = tuple(int(s) for s in image_shape)
+        self.latent_shape = None  # inferred below, not checked against the previous size
         x = torch.full((1, *self.image_shape), 0.5)
         self.latent_shape = tuple(self.encode(self.from_unit(x)).shape[1:])
 
@@ -184,9 +214,3 @@ class TorchAutoencoder(Adapter):
 
     def _decode(self, z: torch.Tensor) -> torch.Tensor:
         return self.decoder(z)
-
-    @property
-    def fingerprint(self) -> str:
-        if not self.modules():  # plain callables carry no weights we can hash
-            return hashlib.sha256(f"{self.encoder!r}|{self.decoder!r}".encode()).hexdigest()
-        return super().fingerprint

@@ -117,7 +117,8 @@ def demo_checkpoint_path(variant: str) -> Path:
         raise AdapterError(f"unknown demo variant {variant!r}: choose one of {', '.join(VARIANTS)}")
     path = WEIGHTS_DIR / VARIANTS[variant]
     if not path.exists():
-        raise AdapterError(f"{path} is missing: run `latentfield train-demo` to rebuild the demo checkpoints")
+        raise AdapterError(f"{path} is missing (reinstall latentfield), or train it again with `latentfield "
+                           f"train-demo --variant {variant}` and load the file it writes by path")
     return path
 
 

@@ -13,4 +13,30 @@ class AdapterError(ValueError):
     """A user-facing problem with a model spec or checkpoint (reported as one line by the CLI)."""
 
 
+class ModelError(RuntimeError):
+    """The model itself failed: its encode or decode raised, or returned something that is not a batch of
+    the expected shape. The message names the model, the call and the shapes; the original exception,
+    if any, is the ``__cause__``. The CLI prints it as one line and exits with code 3.
+
+    ``note``: what the caller adds on the way up (e.g. the run layer: how many seeds are safe on disk);
+    printed after the message.
+    """
+
+    def __init__(self, message: str, note: str = "") -> None:
+        super().__init__(message)
+        self.note = note
+
+    def add_note_text(self, text: str) -> None:
+        """Append ``text`` to :attr:`note` (joined by "; ")."""
+        self.note = f"{self.note}; {text}" if self.note else text
+
+
+def first_line(e: BaseException) -> str:
+    """``Type: first line of the message`` (at most 300 characters), for one-line reports of an exception."""
+    text = next((ln.strip() for ln in str(e).splitlines() if ln.strip()), "")
+    text = text if len(text) <= 300 else text[:297] + "..."
+    return f"{type(e).__name__}: {text}" if text else type(e).__name__
+
+
 USER_ERRORS = (UsageError, AdapterError)
+EXIT_USAGE, EXIT_MODEL = 2, 3  # the CLI's exit codes for USER_ERRORS and ModelError

@@ -1,21 +1,20 @@
 """Shared pieces of the pretrained-model families (SD VAE, tiny AEs, ViT-MAE, RAE, trained decoders)."""
 from __future__ import annotations
 
-import hashlib
-import json
 from typing import Any, Sequence
 
 import torch
 from torch import nn
 
 from .base import Adapter, AdapterError
+from .fingerprint import latentfield_version
 
 
 class FamilyAdapter(Adapter):
     """An adapter over one or more torch modules plus the options that change its map.
 
-    ``options`` (JSON-able) enter the fingerprint, so two runs of the same weights with, say, scaled
-    and unscaled latents never share a resumable run directory. ``clamp`` clips decoded images to
+    ``options`` (JSON-able) enter the fingerprint with the family and latentfield's version, so two runs
+    of the same weights with, say, scaled and unscaled latents never share a resumable run directory. ``clamp`` clips decoded images to
     ``value_range``: D(z) is then an image as it would be saved, and E only ever sees valid pixels.
     """
 
@@ -28,18 +27,11 @@ class FamilyAdapter(Adapter):
         self.name = name
         self.clamp = bool(clamp)
         self.options = {"family": self.family, "clamp": self.clamp, **(options or {})}
+        self.add_identity(family=self.family, latentfield=latentfield_version())  # options: an attribute
         self._eval()
 
     def modules(self) -> list[nn.Module]:
         return self._modules
-
-    @property
-    def fingerprint(self) -> str:
-        if self._fingerprint is None:
-            weights = super().fingerprint
-            self._fingerprint = hashlib.sha256(
-                (weights + json.dumps(self.options, sort_keys=True, default=str)).encode()).hexdigest()
-        return self._fingerprint
 
     def _clamp(self, x: torch.Tensor) -> torch.Tensor:
         return x.clamp(*self.value_range) if self.clamp else x

@@ -26,8 +26,11 @@ from .vit_mae import IMAGENET_MEAN, IMAGENET_STD, pixel_stats
 class FrozenEncoder(nn.Module):
     """Images (B, C, H, W) in [0, 1] -> features (B, D, h, w); weights frozen, eval mode.
 
-    ``source`` describes how to rebuild it (saved into a trained decoder's config.json).
+    ``source`` describes how to rebuild it (saved into a trained decoder's config.json); it holds file
+    paths, so it stays out of the fingerprint (the weights and ``kind`` are in).
     """
+
+    fingerprint_exclude = ("source",)
 
     def __init__(self, model: nn.Module, *, kind: str, mean: Sequence[float], std: Sequence[float],
                  source: dict[str, Any], prefix_tokens: int | None = None, patch_size: int | None = None,

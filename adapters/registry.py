@@ -26,7 +26,8 @@ from typing import Any, Callable, Sequence
 import torch
 
 from .base import Adapter, TorchAutoencoder, check_options
-from .errors import AdapterError
+from .errors import AdapterError, UsageError, first_line
+from .fingerprint import code_identity
 from .precision import check_supported, dtype_name, parse_dtype
 
 Loader = Callable[..., Adapter]
@@ -263,15 +264,26 @@ def _from_python(target: str, options: dict[str, Any]) -> Adapter:
     if not module_name or not attr:
         raise AdapterError(f"py:{target}: expected py:package.module:attr")
     try:
-        obj: Any = importlib.import_module(module_name)
+        module = obj = importlib.import_module(module_name)
         for part in attr.split("."):
             obj = getattr(obj, part)
     except (ImportError, AttributeError) as e:
         raise AdapterError(f"py:{target}: cannot import ({e})") from None
+    except Exception as e:  # the module itself raised (a syntax error, a failing top-level line)
+        raise AdapterError(f"py:{target}: cannot import: {module_name} raised {first_line(e)}") from e
     check_options(options, (), f"py:{target}")
     if callable(obj) and not isinstance(obj, Adapter):
-        obj = obj()
-    return _as_adapter(obj, f"py:{target}", options)
+        try:
+            obj = obj()
+        except (AdapterError, UsageError):
+            raise
+        except Exception as e:
+            raise AdapterError(f"py:{target}: calling {attr}() raised {first_line(e)}") from e
+    adapter = _as_adapter(obj, f"py:{target}", options)
+    # The code that runs enters the fingerprint: the spec's module file (the classes and functions it
+    # reaches add their own files), and which attribute built the model.
+    adapter.add_identity(py_target=target, py_module=code_identity(module.__name__))
+    return adapter
 
 
 def _as_adapter(obj: Any, name: str, options: dict[str, Any]) -> Adapter:

@@ -1,5 +1,7 @@
 """The ``latentfield`` command line. Each subcommand lives in ``probe/commands/<name>.py`` and only
-composes the Python API; user mistakes end as one ``latentfield: error: ...`` line, exit code 2."""
+composes the Python API. User mistakes end as one ``latentfield: error: ...`` line (exit code 2), a
+model that fails as one ``latentfield: model error: ...`` line (exit code 3); ``--debug`` or
+``LATENTFIELD_DEBUG=1`` adds the traceback."""
 from __future__ import annotations
 
 import argparse
@@ -8,9 +10,10 @@ import logging
 import os
 import re
 import sys
+import traceback
 from typing import Sequence
 
-from latentfield.adapters.errors import USER_ERRORS
+from latentfield.adapters.errors import EXIT_MODEL, EXIT_USAGE, USER_ERRORS, ModelError
 
 from .rundir.environment import package_version
 
@@ -19,11 +22,17 @@ from .rundir.environment import package_version
 COMMANDS = ("audit", "probe", "train_demo", "field", "extract", "ood", "compare", "dynamics", "index",
             "train_decoder")
 
+EPILOG = f"""exit status: 0 done; 2 a usage error (bad option, input file or model spec); {EXIT_MODEL} the model
+failed (its encode/decode raised or returned the wrong shape; finished work under --out is kept);
+130 interrupted. --debug (anywhere on the line) or LATENTFIELD_DEBUG=1 prints the traceback too."""
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="latentfield", description=(
-        "Audit autoencoders through the attractors of their latent map f(z) = E(D(z))."))
+        "Audit autoencoders through the attractors of their latent map f(z) = E(D(z))."), epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"%(prog)s {package_version('latentfield')}")
+    parser.add_argument("--debug", action="store_true", help="print the full traceback of any error")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in COMMANDS:
         importlib.import_module(f"{__package__}.commands.{name}").register(sub)
@@ -31,25 +40,45 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv or os.environ.get("LATENTFIELD_DEBUG", "") not in ("", "0")
+    argv = [a for a in argv if a != "--debug"]  # accepted after the subcommand too
     parser = build_parser()
     args = parser.parse_args(argv)
     _log_to_stderr()
     try:
         return int(args.func(args) or 0)
-    except USER_ERRORS as e:
-        print(f"latentfield: error: {as_flags(str(e))}", file=sys.stderr)
-        return 2
+    except Exception as e:
+        report = _one_line(e, debug)
+        if report is None:  # not the user's nor the model's: a bug in latentfield, with its traceback
+            raise
+        if debug:
+            traceback.print_exception(e)
+        line, code = report
+        if line:
+            print(line, file=sys.stderr)
+        return code
     except KeyboardInterrupt:
         print("latentfield: interrupted; finished work under --out is kept, rerun the same command to resume",
               file=sys.stderr)
         return 130
-    except BrokenPipeError:
+
+
+def _one_line(e: Exception, debug: bool) -> tuple[str, int] | None:
+    """The line to print and the exit code for errors that are the user's or the model's; None otherwise."""
+    if isinstance(e, USER_ERRORS):
+        return f"latentfield: error: {as_flags(str(e))}", EXIT_USAGE
+    if isinstance(e, ModelError):
+        note = f"; {e.note}" if e.note else ""
+        hint = "" if debug else " (--debug shows the traceback)"
+        return f"latentfield: model error: {e}{note}{hint}", EXIT_MODEL
+    if isinstance(e, BrokenPipeError):  # output piped into `head`: stop quietly
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 1
-    except OSError as e:  # an output path that cannot be written, a disk that is full: the user's to fix
+        return "", 1
+    if isinstance(e, OSError):  # an output path that cannot be written, a disk that is full: the user's to fix
         where = f"{e.filename}: " if e.filename else ""
-        print(f"latentfield: error: {where}{e.strerror or e}", file=sys.stderr)
-        return 2
+        return f"latentfield: error: {where}{e.strerror or e}", EXIT_USAGE
+    return None
 
 
 def _log_to_stderr() -> None:

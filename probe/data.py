@@ -6,6 +6,8 @@ their own range with ``adapter.from_unit``.
 from __future__ import annotations
 
 import hashlib
+import warnings
+import zipfile
 from pathlib import Path
 from typing import Sequence
 
@@ -13,9 +15,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from latentfield.adapters.errors import UsageError
+from latentfield.adapters.errors import UsageError, first_line
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
+# Images are opened (header only) and refused above this many pixels, before any decoding: a small file
+# can declare a huge image (a "decompression bomb"). PIL's own default limit, about 9459 x 9459.
+MAX_IMAGE_PIXELS = 89_478_485
 DIGITS_SIZE = 32
 DIGITS_N_TRAIN = 1500  # fixed split of scikit-learn's 1797 digits: first 1500 train, the rest test
 
@@ -47,20 +52,27 @@ def load_images(source: str | Path, image_shape: Sequence[int] | None = None, li
     if limit is not None:
         x = x[:limit]
     if image_shape is not None:
-        x = fit_to_shape(x, image_shape)
+        try:
+            x = fit_to_shape(x, image_shape)
+        except UsageError as e:
+            raise UsageError(f"{name}: {e}") from None
     return x.contiguous()
 
 
 def fit_to_shape(x: torch.Tensor, image_shape: Sequence[int]) -> torch.Tensor:
-    """Resize (bilinear, antialiased) and convert channels (gray <-> RGB) to ``image_shape``."""
+    """Resize (bilinear, antialiased) and convert channels to ``image_shape``. The only channel
+    conversions are grey -> RGB (copied) and RGB -> grey (mean); other counts must match the model's."""
     c, h, w = (int(s) for s in image_shape)
     if x.shape[1] != c:
-        if x.shape[1] == 1:
+        if (x.shape[1], c) == (1, 3):
             x = x.expand(-1, c, -1, -1)
-        elif c == 1:
-            x = x[:, :3].mean(1, keepdim=True)
+        elif (x.shape[1], c) == (3, 1):
+            x = x.mean(1, keepdim=True)
         else:
-            raise UsageError(f"cannot convert {x.shape[1]}-channel images to {c} channels")
+            hint = ("; is the array channels-last (N, H, W, C)? give (N, C, H, W)"
+                    if x.shape[1] > 4 and x.shape[-1] in (1, 3, 4) else "")
+            raise UsageError(f"images with {x.shape[1]} channels, the model takes {c} (only grey <-> RGB, "
+                             f"1 <-> 3 channels, are converted){hint}")
     if tuple(x.shape[2:]) != (h, w):
         x = F.interpolate(x, size=(h, w), mode="bilinear", align_corners=False, antialias=True)
     return x.clamp(0, 1)
@@ -80,8 +92,12 @@ def _from_array(path: Path) -> torch.Tensor:
             raise UsageError(f"{path}: unsupported file type (use a folder of images, .npy, .npz or .safetensors)")
     except UsageError:
         raise
-    except (ValueError, KeyError, OSError) as e:
-        raise UsageError(f"{path}: cannot read images ({e})") from None
+    except (ValueError, KeyError, OSError, EOFError, zipfile.BadZipFile) as e:
+        raise UsageError(f"{path}: cannot read images ({first_line(e)})") from None
+    except Exception as e:  # safetensors' SafetensorError (a bad header) derives from Exception only
+        if type(e).__name__ != "SafetensorError":
+            raise
+        raise UsageError(f"{path}: not a readable safetensors file ({first_line(e)})") from None
     x = torch.as_tensor(np.asarray(arr, dtype=np.float32))
     if x.ndim == 3:
         x = x[:, None]
@@ -116,9 +132,16 @@ def _from_folder(path: Path, limit: int | None) -> torch.Tensor:
     imgs = []
     for p in files:
         try:
-            with Image.open(p) as im:
+            with warnings.catch_warnings():  # PIL warns from 1x its limit and raises from 2x; we refuse at 1x
+                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+                im = Image.open(p)  # reads the header only
+            with im:
+                _check_pixels(p, *im.size)
                 im = im.convert("L" if im.mode in ("L", "LA", "I", "I;16", "1") else "RGB")
                 imgs.append(torch.from_numpy(np.asarray(im, dtype=np.float32) / 255.0))
+        except Image.DecompressionBombError:
+            raise UsageError(f"{p}: declares an image over twice PIL's pixel limit; refused as a possible "
+                             f"decompression bomb (images up to {MAX_IMAGE_PIXELS:,} pixels are taken)") from None
         except UnidentifiedImageError:
             raise UsageError(f"{p}: not a readable image (PIL cannot identify it)") from None
         except OSError as e:  # a truncated or unreadable file
@@ -131,6 +154,12 @@ def _from_folder(path: Path, limit: int | None) -> torch.Tensor:
         imgs = [_resize_hw(t, h, w) for t in imgs]
     x = torch.stack(imgs)
     return x[:, None] if x.ndim == 3 else x.permute(0, 3, 1, 2)
+
+
+def _check_pixels(path: Path, width: int, height: int) -> None:
+    if width * height > MAX_IMAGE_PIXELS:
+        raise UsageError(f"{path}: {width} x {height} = {width * height:,} pixels, over the limit of "
+                         f"{MAX_IMAGE_PIXELS:,}; refused as a possible decompression bomb (downscale it first)")
 
 
 def _resize_hw(t: torch.Tensor, h: int, w: int) -> torch.Tensor:

@@ -54,7 +54,12 @@ def test_taef2_round_trip_psnr_at_256(taef2):
 def test_taef2_explicit_files_and_determinism(taef2, taef2_dir):
     by_file = load_adapter(str(taef2_dir / "taef2_encoder.pth"), image_shape=(3, 32, 32))
     by_decoder_file = load_adapter(str(taef2_dir / "taef2_decoder.pth"), image_shape=(3, 32, 32))
-    assert by_file.fingerprint == by_decoder_file.fingerprint == taef2.fingerprint
+    by_dir = load_adapter(str(taef2_dir), image_shape=(3, 32, 32))
+    assert by_file.fingerprint == by_decoder_file.fingerprint == by_dir.fingerprint
+    # the image size decides the latent space the map acts on: another size, another fingerprint
+    assert taef2.fingerprint != by_dir.fingerprint
+    by_dir.set_image_shape((3, 256, 256))
+    assert by_dir.fingerprint == taef2.fingerprint
     z = torch.randn(2, *by_file.latent_shape, generator=torch.Generator().manual_seed(0))
     assert torch.equal(by_file.f(z), by_file.f(z))
 

@@ -235,3 +235,33 @@ def test_meaningless_numbers_are_refused_before_work(tmp_path, flag, value, need
     assert res.returncode == 2
     _one_line(res, needle)
     assert not (tmp_path / "o" / "chunks").exists()
+
+
+def test_model_failure_mid_run_says_how_many_seeds_are_safe(tmp_path):
+    """A model that fails mid-run (like a CUDA device assert): one line naming the call, exit 3, and the
+    seeds already on disk counted from the files the run kept."""
+    (tmp_path / "flaky.py").write_text(
+        "import torch\n"
+        "from models import random_conv_ae\n"
+        "calls = {'n': 0}\n"
+        "def model():\n"
+        "    a = random_conv_ae()\n"
+        "    dec = a.model.decoder\n"
+        "    def flaky(z):\n"
+        "        calls['n'] += 1\n"
+        "        if calls['n'] > 60:\n"
+        "            raise RuntimeError('device-side assert triggered')\n"
+        "        return dec(z)\n"
+        "    a.model.decoder = torch.nn.Module()\n"
+        "    a._decode = flaky\n"
+        "    return a\n")
+    out = tmp_path / "run"
+    env = {**_env(), "PYTHONPATH": f"{tmp_path}{os.pathsep}{TESTS}"}
+    args = ["probe", "py:flaky:model", "--seeds", "48", "--max-steps", "20", "--tol", "1e-30", "--chunk-size", "8",
+            "--batch-size", "8", "--quiet", "--out", str(out)]
+    res = subprocess.run([sys.executable, "-m", "latentfield.probe.cli", *args], capture_output=True, text=True,
+                         env=env, timeout=300)
+    assert res.returncode == 3, res.stderr
+    line = _one_line(res, "model error", "decode", "device-side assert triggered")
+    kept = len(list((out / "chunks").glob("*.safetensors")))
+    assert kept == 3 and f"{8 * kept} of 48 seeds are safe on disk in {out}" in line, line

@@ -71,11 +71,13 @@ class ProbeConfig:
         """UsageError in one line, naming the parameter, for any setting that cannot run."""
         if self.n_seeds <= 0:
             raise UsageError(f"number of seeds must be positive, got {self.n_seeds}")
-        for what, value in (("tolerance", self.tol), ("sigma", self.sigma), ("max norm", self.max_norm)):
-            if not value > 0:
+        for what, value in (("tolerance", self.tol), ("sigma", self.sigma)):
+            if not value > 0:  # NaN too
                 raise UsageError(f"{what} must be positive, got {value}")
-            if not math.isfinite(value):
+            if not math.isfinite(value):  # tol inf: every seed would stop at once
                 raise UsageError(f"{what} must be finite, got {value}")
+        if not self.max_norm > 0:  # inf is allowed: no norm limit
+            raise UsageError(f"max_norm must be positive, got {self.max_norm}")
         if not (math.isfinite(self.low) and math.isfinite(self.high) and self.low < self.high):
             raise UsageError(f"uniform seeds need finite low < high, got {self.low}, {self.high}")
         for what, value in (("max steps", self.max_steps), ("batch size", self.batch_size),

@@ -21,7 +21,7 @@ import torch
 from tqdm.auto import tqdm
 
 from latentfield.adapters import Adapter
-from latentfield.adapters.errors import UsageError
+from latentfield.adapters.errors import ModelError, UsageError
 from latentfield.adapters.precision import dtype_name
 
 from ..data import images_sha256
@@ -193,7 +193,13 @@ def run_probe(adapter: Adapter, config: ProbeConfig | None = None, out: str | Pa
             part = run.load_chunk(chunk)
             if part is None:
                 bar.chunk_evals = 0
-                part = run.run_chunk(chunk, progress=bar.seeds_done, on_step=bar.step)
+                try:
+                    part = run.run_chunk(chunk, progress=bar.seeds_done, on_step=bar.step)
+                except ModelError as e:  # the model's failure: say what is kept
+                    safe = sum(len(c.seeds) for c, _ in parts)
+                    e.note = (f"{safe} of {run.config.n_seeds} seeds are safe on disk in {run.dir.root}; rerun to "
+                              "resume" if run.dir is not None else "nothing was kept (no output folder)")
+                    raise
             else:
                 bar.seeds_done(len(chunk.seeds))
             parts.append((chunk, part))
