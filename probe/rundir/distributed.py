@@ -19,12 +19,15 @@ single-process run (bit for bit at equal batch size): every chunk is computed th
 from __future__ import annotations
 
 import json
+import logging
 import os
 from typing import Any, Callable
 
 from latentfield.adapters.errors import UsageError
 
 from .result import ProbeResult
+
+log = logging.getLogger("latentfield")
 
 
 def launched() -> bool:
@@ -67,9 +70,11 @@ def run_shared(run: Any, compute: Callable[[Any, Any], dict[str, Any]],
 
     st = state(cpu=str(run.adapter.device).startswith("cpu"))
     rank, world = st.process_index, st.num_processes
-    for chunk in run.chunks():
-        if chunk.index % world == rank and run.load_chunk(chunk) is None:
-            compute(run, chunk)
+    mine = [c for c in run.chunks() if c.index % world == rank]
+    todo = [c for c in mine if run.load_chunk(c) is None]
+    log.info("rank %d of %d: %d of its %d chunks to iterate", rank, world, len(todo), len(mine))
+    for chunk in todo:
+        compute(run, chunk)
     st.wait_for_everyone()  # every chunk is on disk
     parts = []
     for chunk in run.chunks():
