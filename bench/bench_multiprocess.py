@@ -2,8 +2,8 @@
 
     OMP_NUM_THREADS=1 .venv/bin/python bench/bench_multiprocess.py --nproc 2 --seeds 384
 
-Times the whole command (start-up, model load and the final assembly included), checks that both runs
-wrote bitwise the same end points, and prints one markdown row with the machine's load (``uptime``),
+Times the whole command (start-up, model load and the final assembly included) and the iteration alone
+(the slowest rank's summed chunk wall times), checks that both runs wrote bitwise the same end points, and prints one markdown row with the machine's load (``uptime``),
 which disturbs the number on a shared machine.
 """
 from __future__ import annotations
@@ -51,11 +51,23 @@ def main() -> None:
         tn = timed([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(args.nproc),
                     "--master_addr", "127.0.0.1", "--master_port", str(free_port()), *probe, "--out", str(many)], env)
         load_after = os.getloadavg()
+        c1, cn = compute_s(one, 1), compute_s(many, args.nproc)
         same = torch.equal(load_file(str(one / "attractors.safetensors"))["end_points"],
                            load_file(str(many / "attractors.safetensors"))["end_points"])
     speedup = t1 / tn
     print(f"| {args.model}, {args.seeds} seeds, `{args.extra}` | {t1:.1f} s | {tn:.1f} s | {speedup:.2f}x | "
-          f"{100 * speedup / args.nproc:.0f}% | {same} | {load_before[0]:.1f} -> {load_after[0]:.1f} |")
+          f"{100 * speedup / args.nproc:.0f}% | {c1:.1f} s | {cn:.1f} s | {c1 / cn:.2f}x | {same} | "
+          f"{load_before[0]:.1f} -> {load_after[0]:.1f} |")
+
+
+def compute_s(out: Path, nproc: int) -> float:
+    """Iteration time of the slowest rank: the sum of its chunks' wall times (rank = chunk index % nproc)."""
+    from safetensors import safe_open
+    per_rank = [0.0] * nproc
+    for f in sorted((out / "chunks").glob("*.safetensors")):
+        with safe_open(str(f), "pt") as h:
+            per_rank[int(f.stem) % nproc] += float((h.metadata() or {})["wall"])
+    return max(per_rank)
 
 
 if __name__ == "__main__":
