@@ -43,23 +43,29 @@ def is_main_process() -> bool:
     return not launched() or int(os.environ.get("RANK", "0")) == 0
 
 
-def state(cpu: bool = True) -> Any:
-    """The job's ``accelerate.PartialState`` (created once; the first call decides the backend).
+def state() -> Any:
+    """The job's ``accelerate.PartialState`` (created once), always on the gloo backend (``cpu=True``).
 
     On CPU, ``cpu=True`` is needed: without it, under torchrun, accelerate falls back to one process
-    (``DistributedType.NO``); with it, it starts gloo (``MULTI_CPU``).
+    (``DistributedType.NO``, measured here); with it, it starts gloo (``MULTI_CPU``). On GPUs too: the
+    probe's only collectives are two barriers, which exchange no tensors, so NCCL would gain nothing,
+    and gloo lets several ranks share one GPU (a small model does not fill one).
     """
     try:
         from accelerate import PartialState
     except ImportError:  # pragma: no cover - accelerate is a dependency
         raise UsageError("a multi-process launch needs `accelerate` (pip install accelerate)") from None
-    return PartialState(cpu=cpu)
+    return PartialState(cpu=True)
 
 
 def device(requested: str | None) -> str | None:
-    """The device of this rank: ``cuda`` (no index) -> ``cuda:LOCAL_RANK`` under a launch; else unchanged."""
+    """The device of this rank: ``cuda`` (no index) -> ``cuda:LOCAL_RANK`` under a launch (modulo the
+    number of visible GPUs, so more ranks than GPUs share them); anything else unchanged."""
     if requested == "cuda" and launched():
-        return str(state(cpu=False).device)
+        import torch
+        n = torch.cuda.device_count()
+        if n:
+            return f"cuda:{state().local_process_index % n}"
     return requested
 
 
@@ -68,7 +74,7 @@ def run_shared(run: Any, compute: Callable[[Any, Any], dict[str, Any]],
     """This rank's share of the chunks of ``run`` (a ``ProbeRun``; ``compute`` runs one chunk not on disk),
     then the shared assembly: rank 0 finishes (``finish``: verify + save), the others take its stability."""
 
-    st = state(cpu=str(run.adapter.device).startswith("cpu"))
+    st = state()
     rank, world = st.process_index, st.num_processes
     mine = [c for c in run.chunks() if c.index % world == rank]
     todo = [c for c in mine if run.load_chunk(c) is None]
