@@ -8,7 +8,7 @@ from latentfield.adapters import Adapter, load_adapter
 from latentfield.adapters.options import parse_option
 
 from latentfield.adapters.errors import UsageError
-from ..rundir import ProbeConfig
+from ..rundir import ProbeConfig, distributed
 
 DEFAULTS = ProbeConfig()  # every CLI default of a probe setting is read from here
 
@@ -103,7 +103,7 @@ def model_from_args(args: argparse.Namespace, spec: str | None = None,
     if getattr(args, "offline", False):
         options["local_files_only"] = True
     adapter = load_adapter(spec or args.model, image_shape=image_shape or args.image_shape,
-                           device=args.device, **options)
+                           device=distributed.device(args.device), **options)
     if adapter.latent_shape is None:
         raise UsageError(f"{adapter.name}: give --image-shape C,H,W (or data) so the latent shape can be found")
     return adapter

@@ -9,6 +9,7 @@ from latentfield.adapters.errors import UsageError
 
 from ..data import load_images
 from ..rundir import ProbeConfig
+from ..rundir.distributed import is_main_process
 from ..rundir.layout import cache_root
 from ..workflows.ood import FIT_SETS, export_scores, ood_benchmark, split_heldout
 from .common import add_model_args, add_stopping_args, model_from_args
@@ -59,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
     for t, per in res.metrics.items():
         for m, v in per.items():
             print(f"{t:<16} {m:<14} {v['auroc']:7.3f} {v['fpr95']:7.3f} {v['aupr_in']:8.3f} {v['aupr_out']:8.3f}")
-    if args.out:
+    if args.out and is_main_process():
         out = Path(args.out)
         atomic.write_json(out / "ood.json", {"model": adapter.name, "fingerprint": adapter.fingerprint, **data})
         export_scores(res, out)

@@ -18,6 +18,8 @@ from PIL import Image
 
 from latentfield.adapters import atomic
 
+from ..rundir.distributed import is_main_process
+
 from ..image_files import png_bytes, to_pil
 
 _CSS = """
@@ -52,8 +54,9 @@ class Report:
 
     def write(self, out: str | Path) -> tuple[Path, Path]:
         out = Path(out)
-        atomic.write_json(out / "report.json", self.data)
-        atomic.write_text(out / "report.html", self.html())
+        if is_main_process():  # under torchrun every rank builds the report; one writes it
+            atomic.write_json(out / "report.json", self.data)
+            atomic.write_text(out / "report.html", self.html())
         return out / "report.json", out / "report.html"
 
 
@@ -89,7 +92,9 @@ def figure_png(fig: Any, dpi: int = 110) -> bytes:
 
 def write_figure(fig: Any, path: str | Path) -> None:
     """Matplotlib figure -> PNG file, written atomically (the figure is closed)."""
-    atomic.write_bytes(path, figure_png(fig))
+    png = figure_png(fig)
+    if is_main_process():
+        atomic.write_bytes(path, png)
 
 
 def png_uri(img: Image.Image) -> str:

@@ -5,6 +5,7 @@ assemble steps for running the chunks of one probe in several processes.
 """
 from .config import ProbeConfig
 from .result import ProbeResult, adapter_info
+from . import distributed
 from .runner import Chunk, ProbeRun, cache_dir, run_probe
 from .store import load_result, load_trajectories, save_result
 

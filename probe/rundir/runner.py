@@ -30,7 +30,7 @@ from ..engine.iterate import iterate
 from ..engine.seeds import make_seeds
 from ..engine.solvers import make_solver
 from ..engine.types import CONVERGED
-from . import store
+from . import distributed, store
 from .config import ProbeConfig
 from .layout import RunDir, keyed_run_dir
 from .result import ProbeResult, adapter_info
@@ -91,6 +91,7 @@ class ProbeRun:
             traj = store.read_trajectories(self.dir, chunk.index, self.run_key)
             if traj is None:
                 return None  # the points were asked for: recompute them with the chunk
+            part["trajectories"] = traj
         return part
 
     def run_chunk(self, chunk: Chunk, progress: Callable[[int], None] | None = None,
@@ -185,8 +186,17 @@ def run_probe(adapter: Adapter, config: ProbeConfig | None = None, out: str | Pa
     ``data`` (N, C, H, W) in [0, 1] is required for ``init='data'`` (then n_seeds = N). With ``out``,
     chunks, trajectories (``record_every`` > 0) and the final files go to that directory, and a
     rerun of the same command resumes. Without ``out``, everything stays in memory.
+
+    Under ``torchrun`` / ``accelerate launch`` (and with ``out``), the processes share the chunks and every
+    rank returns the same result; see :mod:`latentfield.probe.rundir.distributed`.
     """
     run = ProbeRun(adapter, config, out, data)
+    if run.dir is not None and distributed.launched():
+        with _Progress(run, progress and distributed.is_main_process()) as bar:
+            def compute(r: ProbeRun, chunk: Chunk) -> dict[str, Any]:
+                bar.chunk_evals = 0
+                return r.run_chunk(chunk, progress=bar.seeds_done, on_step=bar.step)
+            return distributed.run_shared(run, compute, lambda result: run.finish(result, progress))
     parts: list[tuple[Chunk, dict[str, Any]]] = []
     with _Progress(run, progress) as bar:
         for chunk in run.chunks():

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -52,7 +53,7 @@ def prepare(run: RunDir, key: dict[str, Any]) -> None:
     """Create ``run`` for ``key``, or check that it was made for it (UsageError in one line if not)."""
     try:
         run.root.mkdir(parents=True, exist_ok=True)
-        probe_file = run.root / ".write-test"
+        probe_file = run.root / f".write-test-{os.getpid()}"  # per process: ranks of a launch check at once
         probe_file.write_text("")
         probe_file.unlink()
     except OSError as e:

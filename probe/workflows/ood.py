@@ -33,6 +33,7 @@ from ..engine.solvers import make_solver
 from ..engine.types import CONVERGED
 from ..index import AttractorIndex
 from ..rundir import ProbeConfig, cache_dir, run_probe
+from ..rundir.distributed import is_main_process
 from ..rundir.layout import fit_cache, scores_file
 
 FIT_SETS = ("endpoints", "attractors")
@@ -170,7 +171,7 @@ def _cached(path: Path | None, key: str, compute: Callable[[], dict[str, np.ndar
         except (OSError, ValueError):  # unreadable: recomputed below
             pass
     scores = compute()
-    if path is not None:
+    if path is not None and is_main_process():  # every rank scores (same numbers); rank 0 keeps them
         atomic.write_bytes(path, _npz_bytes({**scores, "key": np.array(key)}))
     return scores
 
@@ -199,8 +200,9 @@ def export_scores(result: OODResult, out: str | Path) -> tuple[Path, Path]:
             lines.append(f"{name},{i},{int(sc['converged'][i])}," + ",".join(f"{sc[m][i]:.8g}" for m in METHODS))
         for m, v in sc.items():
             arrays[f"{name}/{m}"] = np.asarray(v)
-    atomic.write_text(out / "scores.csv", "\n".join(lines) + "\n")
-    atomic.write_bytes(out / "scores.npz", _npz_bytes(arrays))
+    if is_main_process():
+        atomic.write_text(out / "scores.csv", "\n".join(lines) + "\n")
+        atomic.write_bytes(out / "scores.npz", _npz_bytes(arrays))
     return out / "scores.csv", out / "scores.npz"
 
 
