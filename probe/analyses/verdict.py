@@ -12,7 +12,7 @@ import numpy as np
 
 MIN_CONVERGED = 10          # fewer converged seeds: the basin shares and copy rate rest on too little
 MIN_CONVERGED_SHARE = 0.5   # under half the seeds converged: the attractors describe a minority of seeds
-TRAVELLING_STEP = 0.01      # last step >= 1% of ||z| (median): seeds travel, more steps or relax will not help
+TRAVELLING_STEP = 0.01      # last step >= 1% of ||z|| (median): seeds travel; no solver converges them
 GOOD_AUROC, WEAK_AUROC = 0.9, 0.7  # OOD separation: good above 0.9, weak under 0.7 (0.5 is chance)
 
 
@@ -48,7 +48,8 @@ def convergence_verdict(n_seeds: int, n_converged: int, n_attractors: int,
 
 def unconverged_advice(unconverged: dict[str, Any] | None) -> str | None:
     """What to try for seeds that stopped at max steps, from how fast they still moved: a relative step of
-    ``TRAVELLING_STEP`` or more is a seed travelling (no fixed point for relax or Anderson to reach)."""
+    ``TRAVELLING_STEP`` or more is a seed travelling (no fixed point for relax or Anderson to reach; TAEF2);
+    under it a slow drifter, which Anderson converges and relax does not (demo:memorize)."""
     if not unconverged:
         return None
     rel = unconverged.get("relative_step_median")
@@ -59,7 +60,8 @@ def unconverged_advice(unconverged: dict[str, Any] | None) -> str | None:
                 "more steps nor --solver relax converges such seeds (docs/latent-dynamics.md, \"Seeds that do not "
                 "converge\"); try another input size or seed scale.")
     return (f"The seeds at max steps are still settling (last step {100 * rel:.2g}% of ||z||): raise --max-steps "
-            "or try --solver relax.")
+            "or try --solver anderson, which converges such slow drifters where plain and relax stop at the limit "
+            "(docs/latent-dynamics.md).")
 
 
 def memorization_verdict(basin_sizes: Sequence[int], cosines: Sequence[float] | None, threshold: float | None,
