@@ -161,7 +161,8 @@ def gallery_section(ctx: AuditContext, report: Report) -> None:
             idx, val = near_idx[rank].tolist(), near_val[rank].tolist()
             pair += img_tag(ctx.train[idx[0]], PAIR_PX, f"nearest training image {idx[0]}")
             thumbs = "".join(img_tag(ctx.train[j], NEIGHBOUR_PX, f"training image {j}") for j in idx[1:])
-            caption += "<br>nearest training: " + ", ".join(f"#{j} cos {v:.3f}" for j, v in zip(idx, val))
+            caption += ("<br>nearest training images: " + f"{idx[0]} (cos {val[0]:.3f})"
+                        + "".join(f", {j} ({v:.3f})" for j, v in zip(idx[1:], val[1:])))
             pair = f"<div class='pair'>{pair}</div><div class='pair'>{thumbs}</div>"
             entry["nearest_train"] = [{"index": j, "cosine": v} for j, v in zip(idx, val)]
         else:

@@ -25,7 +25,7 @@ body{font-family:system-ui,-apple-system,Segoe UI,sans-serif;max-width:1100px;ma
 h1{font-size:1.5em}h2{font-size:1.15em;border-bottom:1px solid #ddd;padding-bottom:.2em;margin-top:2em}
 table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ddd;padding:.25em .6em;text-align:right}
 th{background:#f5f5f5}td:first-child,th:first-child{text-align:left}
-.gallery{display:flex;flex-wrap:wrap;gap:10px}.card{border:1px solid #ddd;padding:4px;font-size:.75em;text-align:center}
+.gallery{display:flex;flex-wrap:wrap;gap:10px}.card{border:1px solid #ddd;padding:4px;font-size:.75em;text-align:center;max-width:236px}
 .card img{image-rendering:pixelated;display:block}.muted{color:#777;font-size:.9em}code{background:#f3f3f3;padding:0 .2em}
 img{max-width:100%;height:auto}table{display:block;width:max-content;max-width:100%;overflow-x:auto}
 .verdict{border-left:4px solid #4c72b0;background:#f6f8fb;padding:.4em 1em;margin:.5em 0 1em}
