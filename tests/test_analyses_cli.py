@@ -110,6 +110,30 @@ def test_audit_sections(checkpoints, tmp_path):
     assert "fpr95" in rep["ood"]
     html = (out / "report.html").read_text()
     assert "Out-of-distribution detection" in html and "calibrated copy rate" in html and "Meehan" in html
+    assert "Out-of-distribution detection" in html and "calibrated copy rate" in html
+    # The verdict opens the page and the JSON, and is the numbers' reading: near-copies are the attractors
+    # (ranked by basin) above the calibrated threshold, their seed share their basins' share.
+    assert list(rep)[0] == "verdict" and html.index("<h2>Verdict") < html.index("<h2>Model and probe")
+    v, sizes = rep["verdict"], np.array(rep["basin_sizes"])
+    assert list(sizes) == sorted(sizes, reverse=True)
+    hit = np.array(mem["per_attractor"]) > mem["copy_threshold_cosine"]
+    assert v["n_copies"] == hit.sum() and v["copy_ranks"] == np.flatnonzero(hit).tolist()
+    assert v["copy_seed_share"] == pytest.approx(sizes[hit].sum() / sizes.sum())
+    if hit.any():
+        assert f"{hit.sum()} of {len(sizes)} attractor" in v["memorization"]
+    else:
+        assert "near-copy" in v["memorization"] and "of converged seeds" not in v["memorization"]
+    assert v["ood"].startswith("Out-of-distribution: noise")
+    # One numbering: the gallery's entries and the stability table follow the basin ranks, ids kept beside.
+    assert [a["rank"] for a in rep["attractors"]] == list(range(len(sizes)))
+    assert [a["basin_size"] for a in rep["attractors"]] == list(sizes)
+    assert [a["attractor_id"] for a in rep["attractors"]] == rep["attractor_ids"]
+    for a, cos in zip(rep["attractors"], mem["per_attractor"]):
+        assert len(a["nearest_train"]) == 3 and a["nearest_train"][0]["cosine"] == pytest.approx(cos)
+    # summary.json's names, with the old ones kept as aliases
+    summary = json.loads((out / "probe" / "summary.json").read_text())
+    assert rep["config"] == summary["config"] == rep["probe_config"] and rep["counts"] == summary["counts"]
+    assert rep["n_converged"] == rep["counts"]["converged"] and rep["steps_to_converge"] == summary["steps_to_converge"]
 
 
 def test_audit_ood_without_training_images_is_a_one_line_error(checkpoints, tmp_path, capsys):
@@ -119,3 +143,36 @@ def test_audit_ood_without_training_images_is_a_one_line_error(checkpoints, tmp_
     assert main(["audit", str(bare), "--out", str(tmp_path / "a"), "--ood", "noise", *FAST]) == 2
     err = capsys.readouterr().err
     assert "need training images" in err and err.count("\n") == 1
+
+
+def test_compare_and_dynamics_take_per_model_settings(checkpoints, tmp_path, capsys, monkeypatch):
+    """SPEC[image_shape=C,H,W,KEY=VALUE] gives one model its own input size; the global flag cannot (the demo
+    checkpoint refuses 3,16,16). dynamics refuses checkpoints of different latent shapes in one line."""
+    monkeypatch.syspath_prepend(str(__import__("conftest").ROOT / "tests"))
+    pair = "py:models:conv_pair[image_shape=3,16,16]"
+    out = tmp_path / "cmp"
+    assert main(["compare", str(checkpoints[-1]), pair, "--seeds", "8", "--out", str(out), *FAST]) == 0, \
+        capsys.readouterr().err
+    data = json.loads((out / "compare.json").read_text())
+    assert len(data["models"]) == 2 and all(n > 0 for n in data["n_attractors"])
+    capsys.readouterr()
+    assert main(["compare", str(checkpoints[-1]), "py:models:conv_pair", "--image-shape", "3,16,16",
+                 "--seeds", "8", *FAST]) == 2
+    assert "takes images of shape" in capsys.readouterr().err
+    assert main(["dynamics", str(checkpoints[-1]), pair, "--reference", "digits:train", "--n-data", "8",
+                 "--seeds", "8", *FAST]) == 2
+    err = capsys.readouterr().err
+    assert "share one latent shape" in err and err.count("\n") == 1
+    assert main(["compare", str(checkpoints[-1]), "py:models:conv_pair[16x16]", "--seeds", "8", *FAST]) == 2
+    err = capsys.readouterr().err
+    assert "KEY=VALUE" in err and err.count("\n") == 1
+
+
+def test_model_settings_syntax():
+    from latentfield.probe.commands.common import model_settings
+    assert model_settings("org/model@v1[image_shape=3,64,64,dtype=float16,scale=[1,2]]") == \
+        ("org/model@v1", (3, 64, 64), {"dtype": "float16", "scale": [1, 2]})
+    assert model_settings("demo:memorize") == ("demo:memorize", None, {})
+    from latentfield.adapters.errors import UsageError
+    with pytest.raises(UsageError, match="image_shape"):
+        model_settings("demo[image_shape=3,64]")

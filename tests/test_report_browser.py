@@ -14,6 +14,8 @@ every report and width, which keeps the test quick. Per report and width we
   natural size, ``scrollWidth`` against ``innerWidth``, and every element whose box leaves the viewport
   horizontally (an element inside a box that scrolls or clips horizontally, such as a wide table that
   scrolls on its own, is contained, not overflowing),
+* require that no table cell holds a raw None/NaN and that the verdict block starts on the first
+  screen (its top above the viewport's height),
 * keep screenshots as test artefacts: ``<report>-<width>.png`` is the first screen (what a person sees
   above the fold), ``<report>-<width>-full.png`` the whole page; ``browser-checks.json`` holds what the
   script measured. They go to ``$LATENTFIELD_ARTIFACTS`` or ``test-artifacts/report-browser/``.
@@ -51,7 +53,7 @@ TIMEOUT_S = 30.0
 REPORTS = {
     "memorize": (["demo:memorize", "--seeds", "64"], 3),
     "generalize": (["demo:generalize", "--seeds", "64"], 3),
-    "taef2": (["{taef2}", "--image-shape", "3,32,32", "--seeds", "8", "--max-steps", "50", "--tol", "1e-5"], 0),
+    "taef2": (["{taef2}", "--image-shape", "3,32,32", "--seeds", "8", "--max-steps", "50", "--tol", "1e-5"], 8),  # no attractor: 8 decoded end points
 }
 
 _CHECKS = """(async () => {
@@ -79,6 +81,8 @@ _CHECKS = """(async () => {
     wide: wide,
     suspectCells: cells.filter(t => /\\b(None|NaN|nan|null|undefined)\\b/.test(t)),
     fontSizePx: parseFloat(getComputedStyle(document.body).fontSize),
+    innerHeight: window.innerHeight,
+    verdictTop: (v => v ? v.getBoundingClientRect().top + window.scrollY : null)(document.querySelector('.verdict')),
   };
 })()"""
 
@@ -232,6 +236,10 @@ def test_report_renders_in_a_browser(name, browser, artifacts, tmp_path, request
         assert not broken, f"{where}: images that do not decode: {broken}"
         assert r["scrollWidth"] <= r["innerWidth"], f"{where}: page scrolls sideways ({r['scrollWidth']} px)"
         assert not r["wide"], f"{where}: elements wider than the viewport: {r['wide'][:5]}"
+        assert not r["suspectCells"], f"{where}: table cells with raw None/NaN: {r['suspectCells'][:5]}"
+        # The verdict is what a person reads first: it starts on the first screen.
+        assert r["verdictTop"] is not None, f"{where}: no verdict block"
+        assert r["verdictTop"] < r["innerHeight"], f"{where}: verdict starts at {r['verdictTop']} px, below the fold"
         for kind in ("png", "full.png"):
             shot = artifacts / (f"{name}-{width}.png" if kind == "png" else f"{name}-{width}-full.png")
             assert shot.stat().st_size > 1000 and shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -33,3 +33,18 @@ def memorization_coefficient(decoded: torch.Tensor, train: torch.Tensor) -> dict
     if len(v) == 0:
         return {"mean": None, "std": None, "per_item": []}
     return {"mean": float(v.mean()), "std": float(v.std(unbiased=False)), "per_item": v.tolist()}
+
+
+def top_cosine(images: torch.Tensor, reference: torch.Tensor, k: int = 3) -> tuple[torch.Tensor, torch.Tensor]:
+    """The ``k`` largest cosine similarities of each of ``images`` (N, ...) to ``reference`` (M, ...),
+    best first, and the reference indices: (N, min(k, M)) float64, (N, min(k, M)) long."""
+    if len(reference) == 0:
+        raise ValueError("empty reference set")
+    k = min(k, len(reference))
+    ref = F.normalize(reference.flatten(1).double(), dim=1)
+    vals, idx = [torch.zeros(0, k, dtype=torch.float64)], [torch.zeros(0, k, dtype=torch.long)]
+    for i in range(0, len(images), BLOCK):
+        v, j = (F.normalize(images[i:i + BLOCK].flatten(1).double(), dim=1) @ ref.T).topk(k, dim=1)
+        vals.append(v)
+        idx.append(j)
+    return torch.cat(vals), torch.cat(idx)

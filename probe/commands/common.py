@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import argparse
-from typing import Sequence
+import re
+from pathlib import Path
+from typing import Any, Sequence
 
 from latentfield.adapters import Adapter, load_adapter
 from latentfield.adapters.options import parse_option
@@ -91,15 +93,48 @@ def key_value(text: str) -> tuple[str, object]:
         raise argparse.ArgumentTypeError(str(e)) from None
 
 
+_SETTING = re.compile(r",(?=[A-Za-z_]\w*=)")  # a comma that starts the next KEY= (values may hold commas)
+
+
+def model_settings(spec: str) -> tuple[str, tuple[int, int, int] | None, dict[str, Any]]:
+    """``SPEC[image_shape=C,H,W,KEY=VALUE,...]`` -> (SPEC, image shape or None, options): one model's own
+    settings in a command that takes several (``compare``, ``dynamics``). A spec without the bracket suffix,
+    or naming an existing path, comes back unchanged. VALUEs are read as ``--model-option`` reads them."""
+    if not spec.endswith("]") or "[" not in spec or Path(spec).exists():
+        return spec, None, {}
+    base, _, inner = spec[:-1].partition("[")
+    shape, options = None, {}
+    for item in _SETTING.split(inner):
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip().isidentifier():
+            raise UsageError(f"{spec}: per-model settings are KEY=VALUE items, e.g. {base}[image_shape=3,64,64]; "
+                             f"got {item!r}")
+        key = key.strip()
+        if key == "image_shape":
+            try:
+                shape = image_shape(value)
+            except argparse.ArgumentTypeError as e:
+                raise UsageError(f"{spec}: image_shape: {e}") from None
+        else:
+            options.update([parse_option(f"{key}={value}")])
+    return base, shape, options
+
+
 def model_from_args(args: argparse.Namespace, spec: str | None = None,
-                    image_shape: Sequence[int] | None = None) -> Adapter:
-    options = dict(getattr(args, "model_option", None) or [])
+                    image_shape: Sequence[int] | None = None, per_model: bool = False) -> Adapter:
+    """The adapter of ``spec`` (default ``args.model``) with the command's model flags. ``per_model``: the
+    spec may carry its own settings (:func:`model_settings`), which win over the command's flags."""
+    own: dict[str, Any] = {}
+    if per_model and spec:
+        spec, shape, own = model_settings(spec)
+        image_shape = shape or image_shape
+    options = dict(getattr(args, "model_option", None) or []) | own
     if getattr(args, "checkpoint", None):
         options["checkpoint"] = args.checkpoint
     if getattr(args, "dtype", None):
-        if "dtype" in options:
+        if "dtype" in options and "dtype" not in own:
             raise UsageError("dtype given twice (--dtype and --model-option dtype=...): give it once")
-        options["dtype"] = args.dtype  # load_adapter refuses it beside a different --model-option torch_dtype
+        options.setdefault("dtype", args.dtype)  # load_adapter refuses it beside a different --model-option torch_dtype
     if getattr(args, "offline", False):
         options["local_files_only"] = True
     adapter = load_adapter(spec or args.model, image_shape=image_shape or args.image_shape,

@@ -19,8 +19,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                        description="Probe each model from noise and compare attractor sets in a shared space: the "
                                    "latent space (models sharing one), raw pixels of decoded attractors, or the "
                                    "latents of a reference encoder (--embed). Each score comes with a null.")
-    p.add_argument("models", nargs="+", help="two or more model specs")
-    p.add_argument("--image-shape", type=image_shape, default=None, metavar="C,H,W", help="input size for all models")
+    p.add_argument("models", nargs="+", help="two or more model specs; each may carry its own settings, "
+                   "SPEC[image_shape=C,H,W,KEY=VALUE,...] (quote it in the shell), which win over the flags below")
+    p.add_argument("--image-shape", type=image_shape, default=None, metavar="C,H,W", help="input size for every model without its own image_shape")
     p.add_argument("--device", default=None, help="torch device (default cpu)")
     p.add_argument("--space", choices=("pixels", "latent", "embed"), default=None,
                    help="where to compare: pixels of decoded attractors (default), latent (models must share "
@@ -45,10 +46,10 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("--space embed needs --embed SPEC (a reference encoder)")
     if args.embed and space != "embed":
         raise UsageError(f"--embed is only used with --space embed, not --space {space}")
-    adapters = [model_from_args(args, spec=s) for s in args.models]
+    adapters = [model_from_args(args, spec=s, per_model=True) for s in args.models]
     if space == "latent" and len({tuple(a.latent_shape) for a in adapters}) > 1:
         raise UsageError("--space latent needs models with one latent shape; use --space pixels or --embed")
-    embedder = model_from_args(args, spec=args.embed) if space == "embed" else None
+    embedder = model_from_args(args, spec=args.embed, per_model=True) if space == "embed" else None
     res = compare_models(adapters, probe_config(args), space, embedder, args.null, args.threshold,
                          cache=cache_root(args.out), progress=not args.quiet, embed_spec=args.embed)
     print(f"space: {space}; {', '.join(f'{n}: {len(s)} attractors' for n, s in zip(res.names, res.sets))}")

@@ -19,10 +19,11 @@ def register(sub: argparse._SubParsersAction) -> None:
                        description="For each checkpoint of one training run (in training order): attractors from "
                                    "noise, their memorization coefficient against --reference, and the Chamfer "
                                    "similarity of noise-started and data-started attractor sets.")
-    p.add_argument("checkpoints", nargs="+", help="checkpoint specs or paths, in training order")
+    p.add_argument("checkpoints", nargs="+", help="checkpoint specs or paths, in training order; each may carry its own settings, "
+                   "SPEC[image_shape=C,H,W,KEY=VALUE,...] (quote it in the shell); all must share one latent shape")
     p.add_argument("--reference", required=True, help="training images (folder, array file, digits:train, ...)")
     p.add_argument("--n-data", type=int, default=256, help="reference images used as data seeds (default 256)")
-    p.add_argument("--image-shape", type=image_shape, default=None, metavar="C,H,W", help="input size for all checkpoints")
+    p.add_argument("--image-shape", type=image_shape, default=None, metavar="C,H,W", help="input size for every checkpoint without its own image_shape")
     p.add_argument("--device", default=None, help="torch device (default cpu)")
     p.add_argument("--out", default=None, help="directory for dynamics.json and dynamics.png "
                    "(and the probe runs: an interrupted run resumes when rerun)")
@@ -33,7 +34,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     if args.n_data < 1:
         raise UsageError(f"--n-data must be >= 1, got {args.n_data}")
-    adapters = [model_from_args(args, spec=s) for s in args.checkpoints]
+    adapters = [model_from_args(args, spec=s, per_model=True) for s in args.checkpoints]
     reference = load_images(args.reference, adapters[0].image_shape)
     rows = training_dynamics(adapters, reference, probe_config(args), n_data=args.n_data, progress=not args.quiet,
                              on_checkpoint=lambda i, r: print(

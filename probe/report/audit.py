@@ -14,16 +14,20 @@ import torch
 from latentfield.adapters import Adapter
 from latentfield.adapters.precision import LOW_PRECISION, dtype_name
 
-from ..analyses.memorization import max_cosine, memorization_coefficient
+from ..analyses.memorization import memorization_coefficient, top_cosine
+from ..analyses.verdict import verdict
 from ..rundir import ProbeConfig
 from ..workflows.audit import AuditContext, gather, reference_sets
 from .audit_sections import copying_section, dictionary_section, generalization_entropy_section, ood_section
 from .figures import basin_figure
 from ..image_files import save_grid
-from .html import Report, figure_uri, img_tag, table
+from .html import Report, figure_uri, fmt, img_tag, table
 from .messages import describe_unconverged
 
 GALLERY_MAX = 48
+PAIR_PX = 112      # decoded attractor and its nearest training image, side by side
+NEIGHBOUR_PX = 54  # the 2nd and 3rd nearest training images
+TOP_NEIGHBOURS = 3
 Section = Callable[["AuditContext", Report], None]
 
 
@@ -43,6 +47,7 @@ def audit(adapter: Adapter, out: str | Path, config: ProbeConfig | None = None, 
                     memorization_section, copying_section, generalization_entropy_section,
                     dictionary_section, ood_section, *(sections or [])]:
         section(ctx, report)
+    verdict_section(ctx, report)  # written last from the numbers above, shown first
     report.write(ctx.out)
     return report.data
 
@@ -60,7 +65,7 @@ def overview_section(ctx: AuditContext, report: Report) -> None:
     prov = getattr(a, "provenance", None)
     report.add("Model and probe", table(rows + provenance_rows(prov)), model=a.name, fingerprint=a.fingerprint,
                latent_shape=list(a.latent_shape), image_shape=list(a.image_shape or ()), dtype=dtype_name(a.dtype),
-               probe_config=r.summary()["config"], n_evals=r.n_evals, wall_time_s=r.wall_time_s,
+               config=r.summary()["config"], probe_config=r.summary()["config"], n_evals=r.n_evals, wall_time_s=r.wall_time_s,
                **({"provenance": prov} if prov is not None else {}))
 
 
@@ -83,20 +88,26 @@ def convergence_section(ctx: AuditContext, report: Report) -> None:
     r = ctx.result
     s = r.summary()
     c, st = s["counts"], s["steps_to_converge"]
+    steps = " / ".join(fmt(st.get(k)) for k in ("median", "p90", "max")) if c["converged"] else "no seed converged"
     body = table([("converged", c["converged"]), ("max_steps (not converged)", c["max_steps"]),
                   ("diverged", c["diverged"]), ("attractors (cosine > %g)" % r.config.cos_threshold, s["n_attractors"]),
                   ("attractors (relative Euclidean < %g)" % r.config.euclid_rtol, s["n_attractors_euclid"]),
-                  ("steps to converge: median / p90 / max", f"{st['median']} / {st['p90']} / {st['max']}")])
+                  ("steps to converge: median / p90 / max", steps)])
     if c["max_steps"] or c["diverged"]:
         body += (f"<p>{c['max_steps'] + c['diverged']} of {s['n_seeds']} seeds did not converge; their end points "
                  "are not attractors and are left out of everything below. "
                  f"{html.escape(describe_unconverged(s) or '')}</p>")
     if s["n_attractors"]:
-        body += f"<img src='{figure_uri(basin_figure(r.basin_sizes[ctx.order]))}'>"
-    report.add("Convergence and basins", body, n_seeds=s["n_seeds"], n_converged=c["converged"],
-               n_max_steps=c["max_steps"], n_diverged=c["diverged"], n_attractors=s["n_attractors"],
+        body += f"<img src='{figure_uri(basin_figure(r.basin_sizes[ctx.order]))}' title='basin sizes'>"
+        body += ("<p class='muted'>Attractors are numbered by basin size, largest first (#0), here and in every "
+                 "table, the gallery and report.json (<code>attractor_ids</code> gives each one's id in the run's "
+                 "files).</p>")
+    # summary.json's names (config, counts, steps_to_converge, ...) and, kept readable, the older flat aliases
+    report.add("Convergence and basins", body, n_seeds=s["n_seeds"], counts=c, n_attractors=s["n_attractors"],
                n_attractors_euclid=s["n_attractors_euclid"], basin_sizes=r.basin_sizes[ctx.order].tolist(),
-               steps_median=st["median"], steps_p90=st["p90"], steps_max=st["max"], unconverged=s.get("unconverged"))
+               attractor_ids=ctx.order.tolist(), steps_to_converge=st, unconverged=s.get("unconverged"),
+               n_converged=c["converged"], n_max_steps=c["max_steps"], n_diverged=c["diverged"],
+               steps_median=st["median"], steps_p90=st["p90"], steps_max=st["max"])
 
 
 def stability_section(ctx: AuditContext, report: Report) -> None:
@@ -104,13 +115,14 @@ def stability_section(ctx: AuditContext, report: Report) -> None:
     if not stab:
         return
     per = stab.get("per_attractor", [])
-    rows = [(i, p.get("kind"), p.get("spectral_radius"), p.get("lipschitz"), p.get("predicted_steps"),
-             p.get("measured_steps_median")) for i, p in enumerate(per)]
+    ranked = [{"rank": rank, "attractor_id": int(k), **per[k]} for rank, k in enumerate(ctx.order) if k < len(per)]
+    rows = [(p["rank"], p.get("kind"), p.get("spectral_radius"), p.get("lipschitz"), p.get("predicted_steps"),
+             p.get("measured_steps_median")) for p in ranked]
     body = table([("attractors (radius < 1)", stab["n_attractor"]), ("saddles or repellers", stab["n_saddle_or_repeller"]),
                   ("marginal", stab["n_marginal"])])
-    body += table(rows[:GALLERY_MAX], ["#", "kind", "spectral radius of J_f", "Lipschitz (max singular value)",
+    body += table(rows[:GALLERY_MAX], ["# (by basin)", "kind", "spectral radius of J_f", "Lipschitz (max singular value)",
                                        "predicted steps", "measured steps (median)"])
-    report.add("Stability of fixed points", body, stability=stab)
+    report.add("Stability of fixed points", body, stability={**stab, "per_attractor": ranked})
 
 
 def trajectory_section(ctx: AuditContext, report: Report) -> None:
@@ -134,29 +146,53 @@ def trajectory_section(ctx: AuditContext, report: Report) -> None:
 
 def gallery_section(ctx: AuditContext, report: Report) -> None:
     if len(ctx.decoded) == 0:
-        report.add("Attractors", "<p>No seed converged, so there are no attractors to show.</p>")
+        report.add("Attractors", "<p>No seed converged, so there are no attractors to show.</p>" + _end_points_html(ctx))
         return
     order = ctx.order[:GALLERY_MAX]
     sizes = ctx.result.basin_sizes
-    near_val, near_idx = (max_cosine(ctx.decoded, ctx.train) if ctx.train is not None else (None, None))
-    cards = []
-    for k in order:
-        pair = img_tag(ctx.decoded[k], 64, "decoded attractor")
-        caption = f"#{k} basin {sizes[k]}"
+    near_val, near_idx = (top_cosine(ctx.decoded[order], ctx.train, TOP_NEIGHBOURS) if ctx.train is not None
+                          else (None, None))
+    cards, listing = [], []
+    for rank, k in enumerate(order):
+        pair = img_tag(ctx.decoded[k], PAIR_PX, f"attractor #{rank}")
+        caption = f"<b>#{rank}</b> basin {sizes[k]} seeds <span class='muted'>(id {k})</span>"
+        entry: dict[str, Any] = {"rank": rank, "attractor_id": int(k), "basin_size": int(sizes[k])}
         if near_val is not None:
-            pair += img_tag(ctx.train[near_idx[k]], 64, "nearest training image")
-            caption += f"<br>cos {near_val[k]:.3f}"
-        cards.append(f"<div class='card'><div style='display:flex;gap:2px'>{pair}</div>{caption}</div>")
+            idx, val = near_idx[rank].tolist(), near_val[rank].tolist()
+            pair += img_tag(ctx.train[idx[0]], PAIR_PX, f"nearest training image {idx[0]}")
+            thumbs = "".join(img_tag(ctx.train[j], NEIGHBOUR_PX, f"training image {j}") for j in idx[1:])
+            caption += ("<br>nearest training images: " + f"{idx[0]} (cos {val[0]:.3f})"
+                        + "".join(f", {j} ({v:.3f})" for j, v in zip(idx[1:], val[1:])))
+            pair = f"<div class='pair'>{pair}</div><div class='pair'>{thumbs}</div>"
+            entry["nearest_train"] = [{"index": j, "cosine": v} for j, v in zip(idx, val)]
+        else:
+            pair = f"<div class='pair'>{pair}</div>"
+        cards.append(f"<div class='card'>{pair}{caption}</div>")
+        listing.append(entry)
     save_grid(ctx.decoded[order], ctx.out / "attractors.png")
-    note = ("Each decoded attractor (left) beside its nearest training image (right) by cosine."
+    note = (f"Each decoded attractor (left, #rank by basin size) beside its nearest training image by cosine "
+            f"(right; the next {TOP_NEIGHBOURS - 1} below), with the training set's indices."
             if near_val is not None else "Decoded attractors, largest basin first.")
-    report.add("Attractors", f"<p class='muted'>{note}</p><div class='gallery'>{''.join(cards)}</div>")
+    report.add("Attractors", f"<p class='muted'>{note}</p><div class='gallery'>{''.join(cards)}</div>",
+               attractors=listing)
+
+
+def _end_points_html(ctx: AuditContext) -> str:
+    if ctx.end_points is None:
+        return ""
+    seeds, images = ctx.end_points
+    steps = ctx.result.config.max_steps
+    cards = "".join(f"<div class='card'>{img_tag(x, PAIR_PX, f'end point of seed {i} (not converged)')}"
+                    f"seed {i}<br>end point, not converged</div>" for i, x in zip(seeds.tolist(), images))
+    return (f"<p class='muted'>Where the first {len(seeds)} seeds were after {steps} steps, decoded. These are "
+            "<b>not attractors</b>: the seeds were still moving.</p>"
+            f"<div class='gallery'>{cards}</div>")
 
 
 def memorization_section(ctx: AuditContext, report: Report) -> None:
     if ctx.train is None or len(ctx.decoded) == 0:
         return
-    mem = memorization_coefficient(ctx.decoded, ctx.train)
+    mem = memorization_coefficient(ctx.decoded[ctx.order], ctx.train)  # per attractor, largest basin first
     data = {"mean": mem["mean"], "std": mem["std"], "per_attractor": mem["per_item"]}
     rows = [("decoded attractors", len(ctx.decoded), mem["mean"], mem["std"])]
     if ctx.heldout is not None and len(ctx.heldout):
@@ -169,6 +205,23 @@ def memorization_section(ctx: AuditContext, report: Report) -> None:
              "number for real test images, so the coefficient has a baseline: attractors above it sit closer "
              "to training images than unseen data does.</p>")
     report.add("Memorization", body, memorization=data)
+
+
+def verdict_section(ctx: AuditContext, report: Report) -> None:
+    """The verdict (``analyses.verdict``) from the numbers the other sections wrote; it opens the page."""
+    d, r = report.data, ctx.result
+    mem = d.get("memorization") or {}
+    ood = d.get("ood") or {}
+    v = verdict(d["n_seeds"], d["counts"]["converged"], d["basin_sizes"], unconverged=d.get("unconverged"),
+                cosines=mem.get("per_attractor"), threshold=mem.get("copy_threshold_cosine"),
+                heldout_mean=mem.get("baseline_mean"), noise_mean=mem.get("noise_baseline_mean"),
+                noise_std=mem.get("noise_baseline_std"), have_train=ctx.train is not None,
+                have_heldout=ctx.heldout is not None and len(ctx.heldout) > 0, ood_auroc=ood.get("auroc"))
+    body = "".join(f"<p>{html.escape(t)}</p>" for t in (v[k] for k in v["order"]))
+    body += "".join(f"<p class='caveat'>Caveat: {html.escape(c)}</p>" for c in v["caveats"])
+    body += ("<p class='muted'>Written from the numbers below by fixed rules (docs/analyses.md, \"Verdict\"); "
+             "attractors are numbered by basin size, largest first.</p>")
+    report.add_first("Verdict", f"<div class='verdict'>{body}</div>", verdict=v)
 
 
 __all__ = ["audit", "AuditContext", "reference_sets", "Section", "GALLERY_MAX"]

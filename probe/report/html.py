@@ -27,9 +27,11 @@ body{font-family:system-ui,-apple-system,Segoe UI,sans-serif;max-width:1100px;ma
 h1{font-size:1.5em}h2{font-size:1.15em;border-bottom:1px solid #ddd;padding-bottom:.2em;margin-top:2em}
 table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ddd;padding:.25em .6em;text-align:right}
 th{background:#f5f5f5}td:first-child,th:first-child{text-align:left}
-.gallery{display:flex;flex-wrap:wrap;gap:10px}.card{border:1px solid #ddd;padding:4px;font-size:.75em;text-align:center}
+.gallery{display:flex;flex-wrap:wrap;gap:10px}.card{border:1px solid #ddd;padding:4px;font-size:.75em;text-align:center;max-width:236px}
 .card img{image-rendering:pixelated;display:block}.muted{color:#777;font-size:.9em}code{background:#f3f3f3;padding:0 .2em}
 img{max-width:100%;height:auto}table{display:block;width:max-content;max-width:100%;overflow-x:auto}
+.verdict{border-left:4px solid #4c72b0;background:#f6f8fb;padding:.4em 1em;margin:.5em 0 1em}
+.verdict p{margin:.45em 0}.caveat{color:#8a4b00}.pair{display:flex;gap:3px;flex-wrap:wrap}
 @media (max-width:600px){body{margin:1em auto;padding:0 .5em}td,th{padding:.2em .35em}}
 """
 
@@ -44,6 +46,11 @@ class Report:
         """Add an HTML section and merge ``data`` into the JSON report."""
         self.sections.append((title, body_html))
         self.data.update(data)
+
+    def add_first(self, title: str, body_html: str, **data: Any) -> None:
+        """Like :meth:`add`, but the section opens the page and its keys open the JSON."""
+        self.sections.insert(0, (title, body_html))
+        self.data = {**data, **{k: v for k, v in self.data.items() if k not in data}}
 
     def html(self) -> str:
         body = "\n".join(f"<h2>{html.escape(t)}</h2>\n{b}" for t, b in self.sections)
@@ -67,10 +74,11 @@ def table(rows: Iterable[Sequence[Any]], header: Sequence[str] | None = None) ->
 
 
 def fmt(v: Any) -> str:
+    """A table cell: None and NaN read "-", floats with 4 significant digits (78.0 -> "78")."""
     if v is None:
         return "-"
     if isinstance(v, (float, np.floating)):
-        return f"{v:.4g}"
+        return "-" if np.isnan(v) else f"{v:.4g}"
     return str(v)
 
 

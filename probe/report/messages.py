@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..analyses.verdict import unconverged_advice
+
 
 def describe_unconverged(summary: dict[str, Any]) -> str | None:
     """One line on the seeds that ran to max steps, from a summary with ``unconverged`` and ``n_seeds``
@@ -13,10 +15,9 @@ def describe_unconverged(summary: dict[str, Any]) -> str | None:
     line = f"{u['n']} of {summary['n_seeds']} seeds stopped at max steps ({u['max_steps']})"
     if u.get("sq_step_median") is None:
         return line + "."
+    # the advice follows the step size (analyses.verdict.unconverged_advice): relax only for seeds that settle
     return (line + f" still moving: squared step {u['sq_step_median']:.2g} (median; tolerance {u['tol']:g}), "
-            f"{u['relative_step_median']:.1%} of ||z|| per step. Raise --max-steps or try --solver relax; a step "
-            "that stays at a few % of ||z|| is a seed travelling, not settling (docs/latent-dynamics.md, "
-            "\"Seeds that do not converge\").")
+            f"{u['relative_step_median']:.1%} of ||z|| per step. " + (unconverged_advice(u) or ""))
 
 
 __all__ = ["describe_unconverged"]

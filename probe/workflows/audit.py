@@ -15,11 +15,13 @@ from latentfield.adapters import Adapter
 
 from ..analyses.dictionary import dictionary_test
 from ..engine.latents import decode_unit
+from ..engine.types import MAX_STEPS
 from ..rundir import ProbeConfig, ProbeResult, run_probe
 from ..rundir.layout import audit_ood_dir, cache_root, probe_dir
 from .ood import OODResult, export_scores, ood_benchmark, split_heldout
 
 TRAJECTORY_SEEDS = 12
+END_POINT_SAMPLE = 8  # decoded end points shown when no seed converged
 AUDIT_MAX_IMAGES = 512  # the audit scores a seeded subset of each OOD set; `latentfield ood` has no cap
 
 
@@ -28,7 +30,9 @@ class AuditContext:
 
     ``order``: attractor ids, largest basin first (the report's one numbering); ``decoded``: the decoded
     attractors (K, C, H, W); ``trajectories``: the first seeds' recorded points (or None);
-    ``dictionary``: the OMP dictionary test (when asked for); ``ood``: the OOD benchmark (when asked for).
+    ``dictionary``: the OMP dictionary test (when asked for); ``ood``: the OOD benchmark (when asked for);
+    ``end_points``: when no seed converged, (seed indices (S,), decoded end points (S, C, H, W)) of the first
+    seeds that stopped at max steps (not attractors: where the seeds happened to be), else None.
     """
 
     def __init__(self, adapter: Adapter, result: ProbeResult, train: torch.Tensor | None,
@@ -42,6 +46,7 @@ class AuditContext:
         self.dictionary: dict[str, Any] | None = None
         self.ood: OODResult | None = None
         self.ood_sizes: tuple[int, int] = (0, 0)
+        self.end_points: tuple[np.ndarray, torch.Tensor] | None = None
 
 
 def gather(adapter: Adapter, out: str | Path, config: ProbeConfig | None = None, *,
@@ -58,6 +63,10 @@ def gather(adapter: Adapter, out: str | Path, config: ProbeConfig | None = None,
     cfg = config or ProbeConfig()
     result = run_probe(adapter, cfg, out=probe_dir(out), progress=progress)
     ctx = AuditContext(adapter, result, train, heldout, out, progress, options)
+    if not len(result.attractors):
+        seeds = np.flatnonzero(result.status == MAX_STEPS)[:END_POINT_SAMPLE]
+        if len(seeds):
+            ctx.end_points = (seeds, decode_unit(adapter, result.end_points[torch.as_tensor(seeds)]))
     if len(result.attractors) and cfg.init != "data":
         # seed i depends only on (seed, i): these are the main run's first trajectories, every step recorded
         n = min(TRAJECTORY_SEEDS, cfg.n_seeds)
@@ -103,4 +112,4 @@ def reference_sets(adapter: Adapter) -> tuple[torch.Tensor | None, torch.Tensor 
     return x_train[record["train_indices"]], digits("test")[0]
 
 
-__all__ = ["AuditContext", "gather", "reference_sets", "TRAJECTORY_SEEDS", "AUDIT_MAX_IMAGES"]
+__all__ = ["AuditContext", "gather", "reference_sets", "TRAJECTORY_SEEDS", "AUDIT_MAX_IMAGES", "END_POINT_SAMPLE"]

@@ -15,9 +15,11 @@ import numpy as np
 import torch
 
 from latentfield.adapters import Adapter
+from latentfield.adapters.errors import UsageError
 
 from ..analyses.compare import chamfer_similarity
 from ..analyses.memorization import memorization_coefficient
+from ..data import fit_to_shape
 from ..engine.latents import decode_unit
 from ..rundir import ProbeConfig, cache_dir, run_probe
 
@@ -27,6 +29,8 @@ def checkpoint_stats(adapter: Adapter, reference: torch.Tensor, config: ProbeCon
     """Statistics of one checkpoint. ``reference`` (M, C, H, W) in [0, 1]: the training images (the
     first ``n_data`` also seed the data-started probe). ``config``: the noise probe. With ``cache``,
     both probes are resumable run directories below it (``cache_dir``)."""
+    if adapter.image_shape and tuple(reference.shape[1:]) != tuple(adapter.image_shape):
+        reference = fit_to_shape(reference, adapter.image_shape)  # a checkpoint with its own input size
     seeds = reference[:n_data]
     data_cfg = replace(config, init="data", record_every=0, verify=False)
 
@@ -47,7 +51,12 @@ def training_dynamics(adapters: Sequence[Adapter], reference: torch.Tensor, conf
                       n_data: int = 256, progress: bool = False,
                       on_checkpoint: Callable[[int, dict[str, Any]], None] | None = None,
                       cache: str | Path | None = None) -> list[dict[str, Any]]:
-    """:func:`checkpoint_stats` for each checkpoint, in the given (training) order."""
+    """:func:`checkpoint_stats` for each checkpoint, in the given (training) order. The checkpoints must
+    share one latent shape (they are one model at several times); UsageError otherwise."""
+    shapes = {tuple(a.latent_shape) for a in adapters}
+    if len(shapes) > 1:
+        raise UsageError("dynamics compares checkpoints of one model, which share one latent shape; got "
+                         + ", ".join(f"{a.name}: {tuple(a.latent_shape)}" for a in adapters))
     config = config or ProbeConfig()
     rows = []
     for i, a in enumerate(adapters):
