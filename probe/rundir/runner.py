@@ -32,6 +32,7 @@ from ..engine.solvers import make_solver
 from ..engine.types import CONVERGED
 from . import store
 from .config import ProbeConfig
+from .environment import environment
 from .layout import RunDir, keyed_run_dir
 from .result import ProbeResult, adapter_info
 
@@ -75,6 +76,7 @@ class ProbeRun:
         self.dir = RunDir(out) if out is not None else None
         if self.dir is not None:
             store.prepare(self.dir, self.key)
+            store.record_environment(self.dir, environment(self.info["device"], self.info["dtype"]))
 
     def chunks(self) -> Iterator[Chunk]:
         """The plan, lazily: fixed chunks of ``config.chunk_seeds()`` seeds."""
