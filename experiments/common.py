@@ -2,7 +2,7 @@
 
 Every experiment writes ``OUT/table.json`` (the numbers; a second run gives the same file),
 ``OUT/table.md`` (the same as markdown, also printed), ``OUT/*.png`` figures and ``OUT/run.json``
-(command, wall time, threads: the only file that changes between runs).
+(command, wall time, threads, library versions: the only file that changes between runs).
 """
 from __future__ import annotations
 
@@ -24,6 +24,7 @@ from latentfield.probe.data import digits, noise_images
 from latentfield.probe.workflows.train_demo import DemoRecipe, train_demo, training_subset
 from latentfield.probe.engine.latents import decode_unit
 from latentfield.probe.rundir import ProbeConfig, ProbeResult, run_probe
+from latentfield.probe.rundir.environment import environment
 
 DIGITS = 4  # significant digits in tables: enough to read, stable across reruns on one machine
 
@@ -77,7 +78,8 @@ def finish(args: argparse.Namespace, name: str, tables: dict[str, list[dict[str,
     atomic.write_text(args.out / "table.md", md)
     wall = time.perf_counter() - args.t0
     atomic.write_json(args.out / "run.json", {"command": " ".join(shlex.quote(a) for a in [sys.executable, *sys.argv]),
-                                          "wall_time_s": round(wall, 1), "threads": args.threads})
+                                          "wall_time_s": round(wall, 1), "threads": args.threads,
+                                          "environment": environment("cpu", "float32")})
     print(md)
     print(f"[{name}] wall time {wall:.1f} s, {args.threads} thread(s); results in {args.out}")
 

@@ -5,6 +5,9 @@ training digits; the 297 held-out test digits are the in-distribution negatives;
 ``lfw_subset`` faces (resized to 32 x 32) and uniform-noise images are the OOD sets. Scores
 (``probe.analyses.ood``; higher = more OOD): the paper's trajectory score beside the field magnitude,
 steps, path length, KNN, Mahalanobis and reconstruction error. AUROC and FPR95 per method and set.
+The trajectory score is computed with both in-distribution fit sets (``workflows.ood.FIT_SETS``):
+``endpoints`` (the paper's: every end point, no de-duplication) and ``attractors`` (converged end points,
+de-duplicated); the other scores do not depend on the fit set.
 
     .venv/bin/python experiments/e4_ood.py --out docs/results/e4 [--smoke] [--k K] [--latent-penalty P]
 """
@@ -15,10 +18,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import tempfile  # noqa: E402
+
 import numpy as np  # noqa: E402
 
 from common import finish, parse_args, save_png, train  # noqa: E402
-from latentfield.probe.workflows.ood import METHODS, ProbeConfig, ood_benchmark  # noqa: E402
+from latentfield.probe.workflows.ood import FIT_SETS, METHODS, ProbeConfig, ood_benchmark  # noqa: E402
 from latentfield.probe.data import digits, faces, fit_to_shape, noise_images  # noqa: E402
 from latentfield.probe.workflows.train_demo import DemoRecipe  # noqa: E402
 
@@ -57,12 +62,18 @@ def main(argv=None) -> None:
     tests = {"faces": fit_to_shape(faces()[:s["n_ood"]], (1, 32, 32)),
              "noise": noise_images(s["n_ood"], (1, 32, 32), seed=1)}
     settings = ProbeConfig(tol=1e-6, max_steps=s["max_steps"], batch_size=256)
-    res = ood_benchmark(adapter, fit, in_test, tests, settings, progress=not args.quiet)
-    rows = [{"method": m, **{f"{t} {metric}": res.metrics[t][m][metric] for t in tests for metric in ("auroc", "fpr95")}}
-            for m in METHODS]
-    info = {k: v for k, v in res.info.items()}
+    with tempfile.TemporaryDirectory() as cache:  # one in-distribution probe run shared by both fit sets
+        results = {fs: ood_benchmark(adapter, fit, in_test, tests, settings, progress=not args.quiet,
+                                     cache=cache, fit_set=fs) for fs in FIT_SETS}
+    res = results["endpoints"]
+    def row(label: str, r, m: str) -> dict:
+        return {"method": label, **{f"{t} {metric}": r.metrics[t][m][metric] for t in tests for metric in ("auroc", "fpr95")}}
+    rows = [row(f"trajectory ({fs})", results[fs], "trajectory") for fs in FIT_SETS]
+    rows += [row(m, res, m) for m in METHODS if m != "trajectory"]
+    info = {fs: dict(r.info) for fs, r in results.items()}
     conv = [{"set": name, "n": len(sc["trajectory"]), "converged": float(np.mean(sc["converged"])),
-             "mean trajectory score": float(np.mean(sc["trajectory"])), "median steps": float(np.median(sc["steps"]))}
+             **{f"mean trajectory score ({fs})": float(np.mean(results[fs].scores[name]["trajectory"])) for fs in FIT_SETS},
+             "median steps": float(np.median(sc["steps"]))}
             for name, sc in res.scores.items()]
     save_png(figure(res), args.out / "e4_ood.png")
     finish(args, "e4_ood", {"AUROC (higher better) and FPR95 (lower better), OOD = positive": rows,

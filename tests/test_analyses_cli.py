@@ -110,7 +110,6 @@ def test_audit_sections(checkpoints, tmp_path):
     assert "fpr95" in rep["ood"]
     html = (out / "report.html").read_text()
     assert "Out-of-distribution detection" in html and "calibrated copy rate" in html and "Meehan" in html
-    assert "Out-of-distribution detection" in html and "calibrated copy rate" in html
     # The verdict opens the page and the JSON, and is the numbers' reading: near-copies are the attractors
     # (ranked by basin) above the calibrated threshold, their seed share their basins' share.
     assert list(rep)[0] == "verdict" and html.index("<h2>Verdict") < html.index("<h2>Model and probe")

@@ -94,7 +94,10 @@ def test_predicted_steps_follow_the_measured_steps():
     adapter, z_star = affine_adapter(a)
     res = run_probe(adapter, ProbeConfig(n_seeds=32, tol=1e-10, verify=True), progress=False)
     st = res.summary()["stability"]
-    assert set(st) == {"n_attractor", "n_saddle_or_repeller", "n_marginal", "per_attractor"}
+    assert set(st) == {"n_attractor", "n_saddle_or_repeller", "n_marginal", "per_attractor", "n_euclid_attractor",
+                       "n_euclid_saddle_or_repeller", "n_euclid_marginal", "n_clusters_with_non_attractor",
+                       "n_hidden_non_attractor", "per_euclid", "verify_cost"}
+    assert st["n_euclid_attractor"] == 1 and st["verify_cost"]["euclid_points_analysed"] == 0  # one point, reused
     assert (st["n_attractor"], st["n_saddle_or_repeller"], st["n_marginal"]) == (1, 0, 0)
     (p,) = st["per_attractor"]
     assert set(p) == {"spectral_radius", "lipschitz", "kind", "predicted_steps", "measured_steps_median"}

@@ -8,7 +8,7 @@ from ..report.audit import audit
 from ..workflows.audit import reference_sets
 from ..data import load_images
 from latentfield.adapters.errors import UsageError
-from ..report.messages import describe_unconverged
+from ..report.messages import describe_captured, describe_unconverged
 from .common import add_model_args, add_probe_args, model_from_args, probe_config
 
 
@@ -48,7 +48,8 @@ def run(args: argparse.Namespace) -> int:
     if mem.get("mean") is not None:
         line += f"; memorization {mem['mean']:.3f} (held-out baseline {mem.get('baseline_mean', float('nan')):.3f})"
     print(line)
-    if note := describe_unconverged(data):
-        print(note)
+    for note in (describe_unconverged(data), describe_captured(data)):
+        if note:
+            print(note)
     print(f"report: {args.out}/report.html")
     return 0

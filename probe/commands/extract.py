@@ -14,7 +14,7 @@ from latentfield.adapters.errors import UsageError
 from ..data import load_images
 from ..report.figures import dictionary_figure
 from ..report.html import write_figure
-from ..report.messages import describe_unconverged
+from ..report.messages import describe_captured, describe_unconverged
 from ..workflows.extract import extract_prior
 from .common import add_model_args, add_probe_args, model_from_args, probe_config
 
@@ -48,6 +48,7 @@ def run(args: argparse.Namespace) -> int:
     written += [f"{out}/dictionary.json"] if dictionary is not None else []
     none = " (no seed converged, so no attractor images)" if not n else ""
     print(f"{adapter.name}: {len(result.status)} seeds -> {n} attractors{none}; wrote {', '.join(written)}")
-    if note := describe_unconverged(result.summary()):
-        print(note)
+    for note in (describe_unconverged(result.summary()), describe_captured(result.summary())):
+        if note:
+            print(note)
     return 0

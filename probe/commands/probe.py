@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 
 from ..data import load_images
-from ..report.messages import describe_unconverged
+from ..report.messages import describe_captured, describe_unconverged
 from ..rundir import run_probe
 from .common import add_model_args, add_probe_args, model_from_args, probe_config
 
@@ -33,7 +33,8 @@ def run(args: argparse.Namespace) -> int:
     print(f"{adapter.name}: {s['n_seeds']} seeds -> {c['converged']} converged, {c['max_steps']} max_steps, "
           f"{c['diverged']} diverged; {s['n_attractors']} attractors (cosine), "
           f"{s['n_attractors_euclid']} (euclidean); {s['n_evals']} evaluations of f")
-    if note := describe_unconverged(s):
-        print(note)
+    for note in (describe_unconverged(s), describe_captured(s)):
+        if note:
+            print(note)
     print(f"wrote {args.out}/attractors.safetensors and {args.out}/summary.json")
     return 0

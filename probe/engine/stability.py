@@ -267,5 +267,21 @@ def stability_report(stabilities: Sequence[Stability], tol: float, e0: Sequence[
     return {f"n_{kind}": sum(s.kind == kind for s in stabilities) for kind in KINDS} | {"per_attractor": per}
 
 
+def euclid_report(stabilities: Sequence[Stability], cosine_of: Sequence[int], n_seeds: Sequence[int],
+                  cosine_kinds: Sequence[str]) -> dict[str, Any]:
+    """The per-Euclidean-point keys of ``summary["stability"]``: each distinct Euclidean end point's kind,
+    the cosine cluster it was merged into (``cosine_of[j]``, -1 if none) and its seed count, the kind counts
+    (``n_euclid_<kind>``), how many cosine clusters contain a member that is not an attractor
+    (``n_clusters_with_non_attractor``) and how many such members hide in a cluster whose representative
+    (``cosine_kinds[k]``) was judged an attractor (``n_hidden_non_attractor``): a saddle that cosine
+    de-duplication merged with an attractor lying on nearly the same ray."""
+    per = [{"spectral_radius": float(s.spectral_radius), "lipschitz": float(s.lipschitz), "kind": s.kind,
+            "cosine_attractor": int(c), "n_seeds": int(n)} for s, c, n in zip(stabilities, cosine_of, n_seeds)]
+    bad = [(p["cosine_attractor"]) for p in per if p["kind"] != "attractor" and p["cosine_attractor"] >= 0]
+    hidden = [c for c in bad if c < len(cosine_kinds) and cosine_kinds[c] == "attractor"]
+    return {f"n_euclid_{kind}": sum(s.kind == kind for s in stabilities) for kind in KINDS} | {
+        "n_clusters_with_non_attractor": len(set(bad)), "n_hidden_non_attractor": len(hidden), "per_euclid": per}
+
+
 __all__ = ["Stability", "JacobianOperator", "classify", "predict_steps", "stopping_error", "analyze_fixed_point",
-           "verify_fixed_points", "stability_report", "KINDS", "DENSE_MAX", "MARGIN"]
+           "verify_fixed_points", "stability_report", "euclid_report", "KINDS", "DENSE_MAX", "MARGIN"]

@@ -22,7 +22,7 @@ from .audit_sections import copying_section, dictionary_section, generalization_
 from .figures import basin_figure
 from ..image_files import save_grid
 from .html import Report, figure_uri, fmt, img_tag, table
-from .messages import describe_unconverged
+from .messages import describe_captured, describe_unconverged
 
 GALLERY_MAX = 48
 PAIR_PX = 112      # decoded attractor and its nearest training image, side by side
@@ -62,10 +62,14 @@ def overview_section(ctx: AuditContext, report: Report) -> None:
             ("seeds", f"{cfg.n_seeds} {cfg.init} (sigma {cfg.sigma}, seed {cfg.seed})"),
             ("stopping rule", f"||z(t+1) - z(t)||^2 < {cfg.tol:g}, at most {cfg.max_steps} steps"),
             ("solver", cfg.solver), ("evaluations of f", r.n_evals), ("wall time (s)", round(r.wall_time_s, 2))]
+    env = r.summary()["versions"]
+    rows.append(("computed with", f"torch {env['torch']}, {env['torch_threads']} thread(s), {env.get('device', a.device)}, "
+                 f"Python {env['python']}, {env['platform']}"))
     prov = getattr(a, "provenance", None)
     report.add("Model and probe", table(rows + provenance_rows(prov)), model=a.name, fingerprint=a.fingerprint,
                latent_shape=list(a.latent_shape), image_shape=list(a.image_shape or ()), dtype=dtype_name(a.dtype),
                config=r.summary()["config"], probe_config=r.summary()["config"], n_evals=r.n_evals, wall_time_s=r.wall_time_s,
+               environment=r.summary()["versions"],
                **({"provenance": prov} if prov is not None else {}))
 
 
@@ -97,17 +101,23 @@ def convergence_section(ctx: AuditContext, report: Report) -> None:
         body += (f"<p>{c['max_steps'] + c['diverged']} of {s['n_seeds']} seeds did not converge; their end points "
                  "are not attractors and are left out of everything below. "
                  f"{html.escape(describe_unconverged(s) or '')}</p>")
+    if note := describe_captured(s):
+        body += f"<p>{html.escape(note)}</p>"
     if s["n_attractors"]:
         body += f"<img src='{figure_uri(basin_figure(r.basin_sizes[ctx.order]))}' title='basin sizes'>"
+        approx = (" Basin sizes are approximate: captured seeds are counted in the basin of the seed they joined."
+                  if s.get("basin_sizes_approximate") else "")
         body += ("<p class='muted'>Attractors are numbered by basin size, largest first (#0), here and in every "
                  "table, the gallery and report.json (<code>attractor_ids</code> gives each one's id in the run's "
-                 "files).</p>")
+                 f"files).{approx}</p>")
     # summary.json's names (config, counts, steps_to_converge, ...) and, kept readable, the older flat aliases
     report.add("Convergence and basins", body, n_seeds=s["n_seeds"], counts=c, n_attractors=s["n_attractors"],
                n_attractors_euclid=s["n_attractors_euclid"], basin_sizes=r.basin_sizes[ctx.order].tolist(),
                attractor_ids=ctx.order.tolist(), steps_to_converge=st, unconverged=s.get("unconverged"),
                n_converged=c["converged"], n_max_steps=c["max_steps"], n_diverged=c["diverged"],
-               steps_median=st["median"], steps_p90=st["p90"], steps_max=st["max"])
+               steps_median=st["median"], steps_p90=st["p90"], steps_max=st["max"],
+               basin_sizes_approximate=bool(s.get("basin_sizes_approximate", False)),
+               **{k: s[k] for k in ("n_captured", "captured_status") if k in s})
 
 
 def stability_section(ctx: AuditContext, report: Report) -> None:
@@ -122,6 +132,18 @@ def stability_section(ctx: AuditContext, report: Report) -> None:
                   ("marginal", stab["n_marginal"])])
     body += table(rows[:GALLERY_MAX], ["# (by basin)", "kind", "spectral radius of J_f", "Lipschitz (max singular value)",
                                        "predicted steps", "measured steps (median)"])
+    if "per_euclid" in stab:
+        body += ("<p>Every distinct end point (relative Euclidean tolerance), not only the cosine representatives: "
+                 f"{stab['n_euclid_attractor']} attractors, {stab['n_euclid_saddle_or_repeller']} saddles or repellers, "
+                 f"{stab['n_euclid_marginal']} marginal. {stab['n_clusters_with_non_attractor']} cosine cluster(s) "
+                 f"contain a member that is not an attractor; {stab['n_hidden_non_attractor']} such member(s) hide "
+                 "behind a representative judged an attractor.</p>")
+        rank = {int(k): i for i, k in enumerate(ctx.order)}  # the report's numbering: by basin size
+        bad = [(j, p["kind"], p["spectral_radius"], rank.get(p["cosine_attractor"], "-"), p["n_seeds"])
+               for j, p in enumerate(stab["per_euclid"]) if p["kind"] != "attractor"]
+        if bad:
+            body += table(bad[:GALLERY_MAX], ["Euclidean point", "kind", "spectral radius of J_f", "cosine attractor #",
+                                              "seeds"])
     report.add("Stability of fixed points", body, stability={**stab, "per_attractor": ranked})
 
 

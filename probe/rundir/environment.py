@@ -18,11 +18,19 @@ def package_version(name: str) -> str:
         return "unknown"
 
 
-def environment() -> dict[str, Any]:
-    """Python and package versions, torch's CPU thread count and the platform (for run records)."""
+def environment(device: str | None = None, dtype: str | None = None) -> dict[str, Any]:
+    """Python and package versions, torch's CPU thread count and the platform (for run records), with the
+    model's ``device`` and ``dtype`` when given."""
     import torch
-    return {"python": platform.python_version(), **{p: package_version(p) for p in PACKAGES},
-            "torch_threads": torch.get_num_threads(), "platform": platform.platform(terse=True)}
+    env: dict[str, Any] = {"python": platform.python_version(), **{p: package_version(p) for p in PACKAGES},
+                           "torch_threads": torch.get_num_threads(), "platform": platform.platform(terse=True)}
+    if torch.cuda.is_available():
+        env["cuda"] = torch.version.cuda
+    if device is not None:
+        env["device"] = device
+    if dtype is not None:
+        env["dtype"] = dtype
+    return env
 
 
 __all__ = ["package_version", "environment", "PACKAGES"]

@@ -13,6 +13,7 @@ class RunDir:
     """One probe run directory::
 
         run.json                  the run's key (settings, model fingerprint, data hash)
+        environment.json          library versions, threads, device and dtype of each session that worked on it
         chunks/NNNNN.safetensors  finished seed chunks, each stamped with the run key and its seed range
         trajectories/NNNNN.safetensors   recorded trajectory points (record_every > 0)
         attractors.safetensors    the assembled result
@@ -25,6 +26,10 @@ class RunDir:
     @property
     def run_file(self) -> Path:
         return self.root / "run.json"
+
+    @property
+    def environment_file(self) -> Path:
+        return self.root / "environment.json"
 
     @property
     def chunks(self) -> Path:

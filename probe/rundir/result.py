@@ -74,7 +74,7 @@ class ProbeResult:
             "run_key": self.run_key,
             "config": asdict(self.config),
             "adapter": self.adapter_info,
-            "versions": environment(),
+            "versions": environment(self.adapter_info.get("device"), self.adapter_info.get("dtype")),
             "n_seeds": len(self.status),
             "counts": self.counts,
             "n_attractors": len(self.attractors),
@@ -86,7 +86,17 @@ class ProbeResult:
             "wall_time_s": round(self.wall_time_s, 3),
         } | ({"unconverged": u} if (u := self.unconverged()) else {}) \
           | ({"stability": self.stability} if self.stability is not None else {}) \
-          | ({"n_captured": int((self.captured_by >= 0).sum())} if self.captured_by is not None else {})
+          | (self.captured() if self.captured_by is not None else {})
+
+    def captured(self) -> dict[str, Any]:
+        """Capture's summary keys: ``n_captured`` (seeds that stopped on an earlier seed's path and took its
+        end point), ``captured_status`` (their count per status, the status being their owner's) and
+        ``basin_sizes_approximate`` (True when any seed was captured: a captured seed is counted in its
+        owner's basin, which plain iteration may not agree with, docs/latent-dynamics.md "Path capture")."""
+        cap = self.captured_by >= 0
+        return {"n_captured": int(cap.sum()),
+                "captured_status": {name: int((self.status[cap] == code).sum()) for code, name in enumerate(STATUS_NAMES)},
+                "basin_sizes_approximate": bool(cap.any())}
 
 
 def adapter_info(adapter: Adapter) -> dict[str, Any]:

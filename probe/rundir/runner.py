@@ -32,6 +32,7 @@ from ..engine.solvers import make_solver
 from ..engine.types import CONVERGED
 from . import distributed, store
 from .config import ProbeConfig
+from .environment import environment
 from .layout import RunDir, keyed_run_dir
 from .result import ProbeResult, adapter_info
 
@@ -75,6 +76,7 @@ class ProbeRun:
         self.dir = RunDir(out) if out is not None else None
         if self.dir is not None:
             store.prepare(self.dir, self.key)
+            store.record_environment(self.dir, environment(self.info["device"], self.info["dtype"]))
 
     def chunks(self) -> Iterator[Chunk]:
         """The plan, lazily: fixed chunks of ``config.chunk_seeds()`` seeds."""
@@ -166,17 +168,43 @@ class ProbeRun:
         return result
 
     def _verify(self, result: ProbeResult, progress: bool) -> dict[str, Any]:
-        """Stability of each cosine attractor, with predicted vs measured steps of the seeds it attracted."""
-        from ..engine.stability import stability_report, verify_fixed_points
+        """Stability of each cosine attractor, with predicted vs measured steps of the seeds it attracted,
+        and of each distinct Euclidean end point (``per_euclid``): a saddle that cosine de-duplication
+        merged into an attractor's cluster is only seen there. A Euclidean point identical to a cosine
+        representative reuses its analysis; ``verify_cost`` says what the rest cost."""
+        from ..engine.stability import euclid_report, stability_report, verify_fixed_points
 
+        t0 = time.perf_counter()
         stab = verify_fixed_points(self.adapter, result.attractors, progress=progress)
+        t_cos = time.perf_counter() - t0
         e0, measured = [], []
         for k, point in enumerate(result.attractors):
             seeds = np.flatnonzero(result.labels == k)
             measured.append(float(np.median(result.steps[seeds])) if len(seeds) else None)
             z0 = self.initial_points(seeds[:64])  # a sample is enough for a median
             e0.append(float((z0.flatten(1).float() - point.flatten()).norm(dim=1).median()) if len(seeds) else None)
-        return stability_report(stab, self.config.tol, e0, measured)
+        report = stability_report(stab, self.config.tol, e0, measured)
+
+        t0 = time.perf_counter()
+        reps = {tuple(a.flatten().tolist()): k for k, a in enumerate(result.attractors)}
+        cosine_of, n_seeds, stab_e, new, products = [], [], [], 0, 0
+        for j, point in enumerate(result.attractors_euclid):
+            members = result.labels[result.labels_euclid == j]
+            cosine_of.append(int(np.bincount(members[members >= 0]).argmax()) if (members >= 0).any() else -1)
+            n_seeds.append(len(members))
+            same = reps.get(tuple(point.flatten().tolist()))
+            if same is not None:
+                stab_e.append(stab[same])
+            else:
+                stab_e.append(verify_fixed_points(self.adapter, point[None])[0])
+                new, products = new + 1, products + stab_e[-1].n_products
+        report |= euclid_report(stab_e, cosine_of, n_seeds, [s.kind for s in stab])
+        report["verify_cost"] = {
+            "cosine_points": len(stab), "euclid_points": len(stab_e), "euclid_points_analysed": new,
+            "jacobian_products_cosine": int(sum(s.n_products for s in stab)),
+            "jacobian_products_euclid_extra": products,
+            "wall_s_cosine": round(t_cos, 3), "wall_s_euclid_extra": round(time.perf_counter() - t0, 3)}
+        return report
 
 
 def run_probe(adapter: Adapter, config: ProbeConfig | None = None, out: str | Path | None = None,

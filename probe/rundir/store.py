@@ -72,6 +72,20 @@ def prepare(run: RunDir, key: dict[str, Any]) -> None:
     atomic.write_json(run.run_file, key)
 
 
+def record_environment(run: RunDir, env: dict[str, Any]) -> None:
+    """Append ``env`` (``environment.environment()``) to ``environment.json``'s ``sessions`` unless it is the
+    last one there: kept beside ``run.json``, not in it, because the resume key must not change when a
+    run is resumed under another library version or thread count (the record says that it was)."""
+    sessions: list[dict[str, Any]] = []
+    if run.environment_file.exists():
+        try:
+            sessions = list(json.loads(run.environment_file.read_text()).get("sessions", []))
+        except (OSError, ValueError, AttributeError):
+            log.warning("%s is unreadable; started afresh", run.environment_file)
+    if not sessions or sessions[-1] != json.loads(json.dumps(env)):
+        atomic.write_json(run.environment_file, {"sessions": [*sessions, env]})
+
+
 def write_chunk(run: RunDir, index: int, seeds: range, part: dict[str, Any], run_key: str,
                 trajectories: dict[str, torch.Tensor] | None = None) -> None:
     """Write one finished chunk (and its trajectory points), stamped with the run key and seed range."""
