@@ -265,3 +265,15 @@ def test_model_failure_mid_run_says_how_many_seeds_are_safe(tmp_path):
     line = _one_line(res, "model error", "decode", "device-side assert triggered")
     kept = len(list((out / "chunks").glob("*.safetensors")))
     assert kept == 3 and f"{8 * kept} of 48 seeds are safe on disk in {out}" in line, line
+
+
+def test_model_returning_nan_ends_every_seed_as_diverged(tmp_path):
+    """NaN out of the model is no crash and no attractor: every seed is `diverged`, and the run says so."""
+    from latentfield.adapters import TorchAutoencoder
+    from latentfield.probe.rundir import ProbeConfig, run_probe
+    nan_model = TorchAutoencoder(lambda x: x.flatten(1) * float("nan"), lambda z: z.view(-1, 1, 2, 2),
+                                 image_shape=(1, 2, 2), name="nan-model")
+    res = run_probe(nan_model, ProbeConfig(n_seeds=12, max_steps=50), out=tmp_path / "run", progress=False)
+    assert res.counts == {"converged": 0, "max_steps": 0, "diverged": 12}
+    assert len(res.attractors) == 0 and (res.steps == 1).all()
+    assert json.loads((tmp_path / "run" / "summary.json").read_text())["counts"]["diverged"] == 12
