@@ -80,30 +80,33 @@ def match(a: torch.Tensor, b: torch.Tensor) -> np.ndarray:
 def attractors(args: argparse.Namespace) -> None:
     shape = tuple(int(v) for v in args.image_shape.split(",")) if args.image_shape else None
     cfg = ProbeConfig(n_seeds=args.seeds, tol=args.tol, max_steps=args.max_steps, batch_size=args.batch_size)
-    res, wall = {}, {}
+    name = args.label or args.model
+    print(f"{name}, {args.seeds} Gaussian seeds, tol {args.tol:g}, max {args.max_steps} steps; "
+          f"torch {torch.__version__}, {args.threads} threads\n")
+    print("| model | dtype | converged | median steps | attractors (cos 0.99) | evals | last squared step median "
+          "(unconverged) | wall (s) |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|", flush=True)
+    res = {}
     for dt in DTYPES:
         adapter = load_adapter(args.model, image_shape=shape, device=args.device, dtype=dt)
         t0 = time.perf_counter()
-        res[dt] = run_probe(adapter, cfg, progress=False)
-        wall[dt] = time.perf_counter() - t0
+        r = res[dt] = run_probe(adapter, cfg, progress=False)
+        s, u = r.summary(), r.unconverged()
+        sq = f"{u['sq_step_median']:.3g}" if u and "sq_step_median" in u else "-"
+        print(f"| {name} | {dt} | {s['counts']['converged']}/{s['n_seeds']} | {s['steps_to_converge']['median']} | "
+              f"{s['n_attractors']} | {s['n_evals']} | {sq} | {time.perf_counter() - t0:.1f} |", flush=True)
     a, b = res["float32"], res["bfloat16"]
     cos = match(a.attractors, b.attractors)
     both = (a.status == CONVERGED) & (b.status == CONVERGED)
     seed_cos = torch.nn.functional.cosine_similarity(a.end_points.flatten(1).double(),
                                                      b.end_points.flatten(1).double(), dim=1).numpy()
-    name = args.label or args.model
-    print(f"{name}, latent {tuple(a.end_points.shape[1:])}, {args.seeds} Gaussian seeds, tol {args.tol:g}, "
-          f"max {args.max_steps} steps; torch {torch.__version__}, {args.threads} threads\n")
-    print("| model | dtype | converged | median steps | attractors (cos 0.99) | evals | wall (s) |")
-    print("|---|---|---:|---:|---:|---:|---:|")
-    for dt in DTYPES:
-        r, s = res[dt], res[dt].summary()
-        print(f"| {name} | {dt} | {s['counts']['converged']}/{s['n_seeds']} | {s['steps_to_converge']['median']} | "
-              f"{s['n_attractors']} | {s['n_evals']} | {wall[dt]:.1f} |")
-    print(f"\nmatched attractor pairs: {len(cos)}; cosine min / median {cos.min() if len(cos) else float('nan'):.4f} / "
-          f"{np.median(cos) if len(cos) else float('nan'):.4f}; pairs above 0.99: {int((cos > 0.99).sum())}")
+    nan = float("nan")
+    print(f"\nmatched attractor pairs: {len(cos)}; cosine min / median {cos.min() if len(cos) else nan:.4f} / "
+          f"{np.median(cos) if len(cos) else nan:.4f}; pairs above 0.99: {int((cos > 0.99).sum())}")
     print(f"seeds converged in both dtypes: {int(both.sum())}; of these ending at the same point (cosine > 0.99): "
-          f"{int((seed_cos[both] > 0.99).sum())}; end-point cosine median {np.median(seed_cos[both]) if both.any() else float('nan'):.4f}")
+          f"{int((seed_cos[both] > 0.99).sum())}; end-point cosine median "
+          f"{np.median(seed_cos[both]) if both.any() else nan:.4f}; over all seeds (converged or not) "
+          f"{np.median(seed_cos):.4f}")
 
 
 def main() -> None:

@@ -51,9 +51,10 @@ TAEF2_PLACES = [Path(p) for p in (os.environ.get("LATENTFIELD_TAEF2_DIR"),) if p
 class Table:
     """A markdown table written to ``path`` (and stdout) row by row, so a killed run keeps its rows."""
 
-    def __init__(self, path: Path | None, title: str, header: list[str]) -> None:
+    def __init__(self, path: Path | None, title: str, header: list[str], intro: str = "") -> None:
         self.path = path
-        lines = [f"### {title}", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+        lines = [f"### {title}", ""] + ([intro, ""] if intro else []) + \
+            ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
         self._write("\n".join(lines) + "\n", "w")
 
     def row(self, cells: list[object]) -> None:
@@ -180,8 +181,6 @@ def multiprocess_available() -> bool:
 
 def multiprocess(args: argparse.Namespace) -> None:
     n = args.nproc
-    table = Table(args.out, f"1 vs {n} processes, same probe", ["processes", "command", "wall (s)", "seeds/s",
-                                                                 "speed-up", "same result as 1 process"])
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         if args.quick:
@@ -193,8 +192,10 @@ def multiprocess(args: argparse.Namespace) -> None:
             probe = ["--seeds", "512", "--max-steps", "40", "--batch-size", "64", "--chunk-size", "64"]
         common = [spec, "--device", args.device, "--dtype", args.dtype, "--tol", "1e-12", "--quiet", *probe] + \
             (["--image-shape", shape] if shape else [])
-        table.note(f"Probe: {label}{', image ' + shape if shape else ''}, {args.dtype}, "
-                   f"`{' '.join(probe)} --tol 1e-12` (every seed runs every step).\n")
+        table = Table(args.out, f"1 vs {n} processes, same probe",
+                      ["processes", "command", "wall (s)", "seeds/s", "speed-up", "same result as 1 process"],
+                      intro=f"Probe: {label}{', image ' + shape if shape else ''}, {args.dtype}, "
+                            f"`{' '.join(probe)} --tol 1e-12`.")
         if not multiprocess_available():
             table.row([n, "torchrun", "skipped", "-", "-",
                        "multi-process probing (issue 16, section 3) is not in this build"])
