@@ -146,7 +146,8 @@ def test_debug_shows_the_traceback(tmp_path, how):
     assert "The above exception was the direct cause" in res.stderr  # the model's error is the cause
     last = res.stderr.strip().splitlines()[-1]
     assert last == ("latentfield: model error: py:fi_debug:build: decode failed on latents (8, 3): "
-                    "RuntimeError: CUDA error: device-side assert triggered")
+                    "RuntimeError: CUDA error: device-side assert triggered; "
+                    f"0 of 8 seeds are safe on disk in {tmp_path / 'out'}; rerun to resume")
 
 
 def test_model_error_note_is_printed_after_the_message():
