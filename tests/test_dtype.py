@@ -166,3 +166,16 @@ def test_models_that_pin_modules_to_float32_are_not_cast():
     with pytest.raises(AdapterError, match="keeps norm in float32"):
         load_adapter(a, dtype="bfloat16")
     assert load_adapter(a, dtype="float32").dtype == torch.float32
+
+
+def test_verification_of_a_bfloat16_model_linearises_its_weights_in_float32():
+    from latentfield.probe.stability import verify_fixed_points
+    a = load_adapter("demo", dtype="bfloat16")
+    points = run_probe(a, ProbeConfig(n_seeds=8, max_steps=500), progress=False).attractors
+    fp = a.fingerprint
+    stab = verify_fixed_points(a, points)
+    assert a.dtype == torch.bfloat16 and {p.dtype for p in a.model.parameters()} == {torch.bfloat16}
+    assert a.fingerprint == fp  # cast to float32 and back: the same bytes
+    ref = verify_fixed_points(load_adapter("demo", dtype="bfloat16").to(dtype=torch.float32), points)
+    assert [s.spectral_radius for s in stab] == pytest.approx([s.spectral_radius for s in ref], rel=1e-6)
+    assert max(s.spectral_radius for s in stab) < 1.1  # a bfloat16 Jacobian reads up to ~2 on these points

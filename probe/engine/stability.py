@@ -241,6 +241,15 @@ def verify_fixed_points(model: Any, points: torch.Tensor, *, progress: bool = Fa
     """
     from tqdm.auto import tqdm
 
+    low = getattr(model, "dtype", None)
+    if low in (torch.bfloat16, torch.float16) and hasattr(model, "to"):
+        # A bfloat16 map is a staircase on its rounding grid: its Jacobian (autograd or differences) is noise.
+        # Linearise the same weights in float32 instead; the casts there and back are exact.
+        model.to(dtype=torch.float32)
+        try:
+            return verify_fixed_points(model, points, progress=progress, **kwargs)
+        finally:
+            model.to(dtype=low)
     f = getattr(model, "f_differentiable", model)
     f_eval = getattr(model, "f", model)
     if hasattr(model, "device"):
