@@ -169,7 +169,7 @@ def test_models_that_pin_modules_to_float32_are_not_cast():
 
 
 def test_verification_of_a_bfloat16_model_linearises_its_weights_in_float32():
-    from latentfield.probe.stability import verify_fixed_points
+    from latentfield.probe.engine.stability import verify_fixed_points
     a = load_adapter("demo", dtype="bfloat16")
     points = run_probe(a, ProbeConfig(n_seeds=8, max_steps=500), progress=False).attractors
     fp = a.fingerprint
