@@ -256,7 +256,7 @@ def test_rgb_to_grey_is_still_converted(tmp_path, capsys):
 
 def test_train_demo_writes_into_the_working_folder_not_the_package(tmp_path, monkeypatch, capsys):
     from latentfield.adapters.demo import WEIGHTS_DIR
-    from latentfield.probe import demo_training
+    from latentfield.probe.workflows import train_demo as demo_training
     monkeypatch.setitem(demo_training.RECIPES, "memorize",
                         demo_training.DemoRecipe(bottleneck=2, n_train=16, epochs=1, batch_size=16))
     bundled = {p.name: (p.stat().st_mtime_ns, p.read_bytes()) for p in WEIGHTS_DIR.iterdir()}
