@@ -21,6 +21,7 @@ import argparse
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -86,11 +87,12 @@ def attractors(args: argparse.Namespace) -> None:
     print("| model | dtype | converged | median steps | attractors (cos 0.99) | evals | last squared step median "
           "(unconverged) | wall (s) |")
     print("|---|---|---:|---:|---:|---:|---:|---:|", flush=True)
-    res = {}
+    res, models = {}, {}
     for dt in DTYPES:
-        adapter = load_adapter(args.model, image_shape=shape, device=args.device, dtype=dt)
+        adapter = models[dt] = load_adapter(args.model, image_shape=shape, device=args.device, dtype=dt)
         t0 = time.perf_counter()
-        r = res[dt] = run_probe(adapter, cfg, progress=False)
+        tol = args.tol_bfloat16 if dt == "bfloat16" and args.tol_bfloat16 else args.tol
+        r = res[dt] = run_probe(adapter, replace(cfg, tol=tol), progress=False)
         s, u = r.summary(), r.unconverged()
         sq = f"{u['sq_step_median']:.3g}" if u and "sq_step_median" in u else "-"
         print(f"| {name} | {dt} | {s['counts']['converged']}/{s['n_seeds']} | {s['steps_to_converge']['median']} | "
@@ -107,6 +109,24 @@ def attractors(args: argparse.Namespace) -> None:
           f"{int((seed_cos[both] > 0.99).sum())}; end-point cosine median "
           f"{np.median(seed_cos[both]) if both.any() else nan:.4f}; over all seeds (converged or not) "
           f"{np.median(seed_cos):.4f}")
+    if len(a.attractors) and args.floor_steps:
+        sq, cos_end = floor(models["bfloat16"], a.attractors, args.floor_steps)
+        print(f"bfloat16 map started on the {len(a.attractors)} float32 attractors, {args.floor_steps} steps: squared step "
+              f"over the last half median {np.median(sq):.3g}, max {sq.max():.3g}; cosine of the end point to its "
+              f"float32 attractor min {cos_end.min():.4f}")
+
+
+def floor(model, points: torch.Tensor, steps: int) -> tuple[np.ndarray, np.ndarray]:
+    """Iterate ``model.f`` (float32 state) from ``points`` for ``steps`` steps: the squared steps of the last
+    half (the noise floor of the stopping rule there) and the cosine of each end point to its start."""
+    z, sq = points.float().to(model.device), []
+    for t in range(steps):
+        z_next = model.f(z).float()
+        if t >= steps // 2:
+            sq.append((z_next - z).flatten(1).pow(2).sum(1).cpu())
+        z = z_next
+    cos = torch.nn.functional.cosine_similarity(z.flatten(1).cpu().double(), points.flatten(1).double(), dim=1)
+    return torch.cat(sq).numpy(), cos.numpy()
 
 
 def main() -> None:
@@ -125,6 +145,9 @@ def main() -> None:
     a.add_argument("--tol", type=float, default=1e-6)
     a.add_argument("--max-steps", type=int, default=3000)
     a.add_argument("--batch-size", type=int, default=128)
+    a.add_argument("--tol-bfloat16", type=float, default=None, help="another tolerance for the bfloat16 run")
+    a.add_argument("--floor-steps", type=int, default=200,
+                   help="steps of the bfloat16 map from the float32 attractors, to measure its squared-step floor")
     for q in (t, a):
         q.add_argument("--device", default="cpu")
         q.add_argument("--threads", type=int, default=2)
