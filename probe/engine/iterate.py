@@ -94,7 +94,8 @@ def iterate(f: Map, z0: torch.Tensor, *, tol: float = 1e-6, max_steps: int = 300
         age += 1
         if on_step:
             on_step(len(idx), float(age.float().median()), n_evals)
-        norms = z_next.flatten(1).norm(dim=1)
+        sq_step = sq_step.cpu()  # per-seed bookkeeping (masks, ages, indices) is on the CPU; no-op there
+        norms = z_next.flatten(1).norm(dim=1).cpu()
         finite = torch.isfinite(sq_step) & torch.isfinite(norms)
         diverged = ~finite | (norms > max_norm)
         converged = ~diverged & (sq_step < tol)
