@@ -31,6 +31,44 @@ def test_trajectory_features_match_closed_form():
     assert out["converged"].all()
 
 
+
+def test_fit_sets_on_a_linear_map():
+    """f(z) = a + r (z - a): after M steps image x sits at a + r^M (x - a). ``endpoints`` (the paper) keeps
+    every one of those points, converged or not; ``attractors`` keeps the converged ones, merged into one."""
+    from latentfield.adapters.errors import UsageError
+    from latentfield.probe.workflows.ood import fit_in_distribution
+    a = torch.tensor([0.5, 0.2, 0.8, 0.4])
+    r = 0.5
+    model = TorchAutoencoder(lambda x: x.flatten(1), lambda z: (a + r * (z - a)).view(-1, 1, 1, 4), image_shape=(1, 1, 4))
+    x = torch.rand(12, 1, 1, 4, generator=torch.Generator().manual_seed(0))
+    M = 4  # far too few steps for tol 1e-12: nothing converges
+    short = ProbeConfig(tol=1e-12, max_steps=M)
+    ind = fit_in_distribution(model, x, short)  # default: the paper's end points
+    assert ind.fit_set == "endpoints" and ind.n_converged == 0 and len(ind.fit_points) == len(x)
+    want = a + r ** M * (x.flatten(1) - a)
+    np.testing.assert_allclose(ind.fit_points.flatten(1).numpy(), want.numpy(), atol=1e-6)
+    with pytest.raises(UsageError, match="converged"):
+        fit_in_distribution(model, x, short, fit_set="attractors")
+    with pytest.raises(UsageError, match="fit set"):
+        fit_in_distribution(model, x, short, fit_set="both")
+
+    long = ProbeConfig(tol=1e-12, max_steps=200)  # every trajectory converges onto a
+    conv = fit_in_distribution(model, x, long, fit_set="attractors")
+    assert conv.n_converged == len(x) and len(conv.fit_points) == 1
+    np.testing.assert_allclose(conv.fit_points.flatten(1)[0].numpy(), a.numpy(), atol=1e-5)
+    every = fit_in_distribution(model, x, long, fit_set="endpoints")  # same points, not de-duplicated
+    assert len(every.fit_points) == len(x)
+    np.testing.assert_allclose(every.fit_points.flatten(1).numpy(), a.expand(len(x), 4).numpy(), atol=1e-5)
+
+    # the trajectory score measures distance to the fit set: a test input's score differs between the
+    # two sets when the end points are still spread out (M steps) and the attractor is a alone
+    test = torch.full((1, 1, 1, 4), 0.05)
+    z_short = trajectory_scores(model, test.flatten(1), ind.index, short)["trajectory"]
+    z_conv = trajectory_scores(model, test.flatten(1), conv.index, short)["trajectory"]
+    d0 = float((test.flatten(1) - a).norm())
+    np.testing.assert_allclose(z_conv, [d0 * sum(r ** t for t in range(M + 1)) / (M + 1)], rtol=1e-5)
+    assert z_short[0] < z_conv[0]  # some end point lies between the test path and a
+
 @pytest.fixture(scope="module")
 def digits_vs_noise_and_faces():
     torch.set_num_threads(1)
