@@ -195,7 +195,9 @@ def multiprocess(args: argparse.Namespace) -> None:
         table = Table(args.out, f"1 vs {n} processes, same probe",
                       ["processes", "command", "wall (s)", "seeds/s", "speed-up", "same result as 1 process"],
                       intro=f"Probe: {label}{', image ' + shape if shape else ''}, {args.dtype}, "
-                            f"`{' '.join(probe)} --tol 1e-12`.")
+                            f"`{' '.join(probe)} --tol 1e-12`, one CPU thread per process (OMP_NUM_THREADS=1: "
+                            f"CPU kernels round differently with another thread count, so results are compared "
+                            f"like for like).")
         if not multiprocess_available():
             table.row([n, "torchrun", "skipped", "-", "-",
                        "multi-process probing (issue 16, section 3) is not in this build"])
@@ -220,10 +222,11 @@ def multiprocess(args: argparse.Namespace) -> None:
 
 
 def _run(cmd: list[str], timeout_s: float) -> float | str:
-    """Wall time of ``cmd`` in seconds, or why it has none."""
+    """Wall time of ``cmd`` in seconds (one CPU thread per process, as torchrun sets), or why it has none."""
     t0 = time.perf_counter()
     try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s)
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s,
+                              env={**os.environ, "OMP_NUM_THREADS": "1"})
     except subprocess.TimeoutExpired:
         return f"timed out after {timeout_s:g} s"
     if proc.returncode != 0:
