@@ -12,7 +12,6 @@ from ..analyses.copying import COPY_QUANTILE, VARIANCE_EXPLAINED, calibrated_cop
 from ..analyses.data_copying import ct_statistic
 from ..analyses.memorization import memorization_coefficient
 from ..data import noise_images
-from ..engine.latents import decode_unit
 from ..workflows.audit import AUDIT_MAX_IMAGES
 from ..workflows.ood import OODResult
 from .figures import dictionary_figure
@@ -46,7 +45,8 @@ def copying_section(ctx: "AuditContext", report: "Report") -> None:
                  f"training image exceeds {cal['copy_threshold_cosine']:.4f}, a level only "
                  f"{100 * COPY_QUANTILE:g}% of held-out images reach (Meehan et al. 2020). Raw cosine has a "
                  "high floor; this rate does not.</p>")
-        body += _ct_block(ctx, mem)
+        if ctx.converged_decoded is not None:
+            body += _ct_block(ctx, mem)
     report.add("Memorization baselines and calibrated copy rate", body, memorization=mem)
 
 
@@ -56,8 +56,7 @@ CT_CELLS, CT_MIN_PER_CELL = 5, 20
 def _ct_block(ctx: "AuditContext", mem: dict[str, Any]) -> str:
     """Meehan et al.'s C_T: one generated sample per converged seed (its decoded end point), in
     flattened [0, 1] pixels; adds ``memorization.ct_statistic``."""
-    generated = decode_unit(ctx.adapter, ctx.result.end_points[ctx.result.status == 0])
-    ct = ct_statistic(ctx.train, generated, ctx.heldout, n_cells=min(CT_CELLS, len(ctx.train)),
+    ct = ct_statistic(ctx.train, ctx.converged_decoded, ctx.heldout, n_cells=min(CT_CELLS, len(ctx.train)),
                       min_per_cell=CT_MIN_PER_CELL)
     mem["ct_statistic"] = ct
     fmt = lambda v: "-" if v is None else f"{v:.3g}"  # noqa: E731

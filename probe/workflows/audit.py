@@ -15,7 +15,7 @@ from latentfield.adapters import Adapter
 
 from ..analyses.dictionary import dictionary_test
 from ..engine.latents import decode_unit
-from ..engine.types import MAX_STEPS
+from ..engine.types import CONVERGED, MAX_STEPS
 from ..rundir import ProbeConfig, ProbeResult, run_probe
 from ..rundir.layout import audit_ood_dir, cache_root, probe_dir
 from .ood import OODResult, export_scores, ood_benchmark, split_heldout
@@ -32,7 +32,9 @@ class AuditContext:
     attractors (K, C, H, W); ``trajectories``: the first seeds' recorded points (or None);
     ``dictionary``: the OMP dictionary test (when asked for); ``ood``: the OOD benchmark (when asked for);
     ``end_points``: when no seed converged, (seed indices (S,), decoded end points (S, C, H, W)) of the first
-    seeds that stopped at max steps (not attractors: where the seeds happened to be), else None.
+    seeds that stopped at max steps (not attractors: where the seeds happened to be), else None;
+    ``converged_decoded``: every converged seed's decoded end point (M, C, H, W), one generated sample per
+    seed for the data-copying test, when training and held-out images are known, else None.
     """
 
     def __init__(self, adapter: Adapter, result: ProbeResult, train: torch.Tensor | None,
@@ -47,6 +49,7 @@ class AuditContext:
         self.ood: OODResult | None = None
         self.ood_sizes: tuple[int, int] = (0, 0)
         self.end_points: tuple[np.ndarray, torch.Tensor] | None = None
+        self.converged_decoded: torch.Tensor | None = None
 
 
 def gather(adapter: Adapter, out: str | Path, config: ProbeConfig | None = None, *,
@@ -67,6 +70,8 @@ def gather(adapter: Adapter, out: str | Path, config: ProbeConfig | None = None,
         seeds = np.flatnonzero(result.status == MAX_STEPS)[:END_POINT_SAMPLE]
         if len(seeds):
             ctx.end_points = (seeds, decode_unit(adapter, result.end_points[torch.as_tensor(seeds)]))
+    if len(result.attractors) and train is not None and heldout is not None and len(heldout):
+        ctx.converged_decoded = decode_unit(adapter, result.end_points[torch.as_tensor(result.status == CONVERGED)])
     if len(result.attractors) and cfg.init != "data":
         # seed i depends only on (seed, i): these are the main run's first trajectories, every step recorded
         n = min(TRAJECTORY_SEEDS, cfg.n_seeds)
