@@ -191,13 +191,14 @@ def _hub_errors(repo_id: str, label: str, revision: str | None, offline: bool, l
         if offline or isinstance(cause, errors.OfflineModeIsEnabled):
             switch = "--offline / local_files_only=True" if local_files_only else "HF_HUB_OFFLINE=1"
             raise AdapterError(
-                f"{label} is not in the local Hugging Face cache ({cache_dir}) and downloads are off ({switch}); "
+                f"{label} is not in the local Hugging Face cache ({cache_dir}) and downloads are off ({switch}), "
+                f"nor is there a local folder {repo_id}; "
                 f"run once with network access, or download it where there is network (hf download {repo_id} "
                 "--local-dir DIR) and pass the local directory DIR") from None
         why = f"{type(cause).__name__}: {_first_line(cause)}" if cause else _first_line(e)
-        raise AdapterError(f"{label} is not in the local Hugging Face cache ({cache_dir}) and the Hub ({endpoint}) "
-                           f"cannot be reached ({why}); check the network and HF_ENDPOINT, or pass a local "
-                           "directory") from None
+        raise AdapterError(f"{label} is not in the local Hugging Face cache ({cache_dir}), nor a local folder, and "
+                           f"the Hub ({endpoint}) cannot be reached ({why}); check the path, the network and "
+                           "HF_ENDPOINT, or pass a local directory") from None
     except errors.HfHubHTTPError as e:
         status = getattr(getattr(e, "response", None), "status_code", "?")
         raise AdapterError(f"{label}: the Hub ({endpoint}) answered HTTP {status} ({_first_line(e)})") from None

@@ -143,6 +143,7 @@ def test_offline_uses_the_cache_and_names_a_missing_entry(hub, tmp_path, monkeyp
         load_adapter("acme/other", local_files_only=True)
     msg = str(e.value)
     assert msg.startswith("acme/other is not in the local Hugging Face cache") and "--offline" in msg and "\n" not in msg
+    assert "nor is there a local folder acme/other" in msg  # a mistyped local path reads as an id: say both
     line = _one_line_cli_error(capsys, ["probe", "acme/other", "--offline", "--out", str(tmp_path / "r"), "--quiet"])
     assert "downloads are off (--offline" in line
     with pytest.raises(AdapterError, match=r"acme/tiny-vae@v1 is not in the local Hugging Face cache"):
