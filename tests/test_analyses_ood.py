@@ -144,3 +144,25 @@ def test_cache_resumes_and_recomputes_only_what_changed(tmp_path, monkeypatch):
     ood_benchmark(model, x[:40], x[40:60], {"noise": noise[:10]}, ProbeConfig(tol=1e-5, max_steps=200),
                   cache=tmp_path)
     assert calls == [10, 20, 10] and len(list((tmp_path / "fit").iterdir())) == 2
+
+
+def test_one_scoring_serves_both_fit_sets(tmp_path, monkeypatch):
+    """The cache holds the trajectories' scores against every fit set: a run with the other fit set reads
+    them back, and they equal what a run without a cache computes for that fit set."""
+    import latentfield.probe.workflows.ood as ood
+    model = load_adapter("demo:memorize")
+    x, _ = digits("all")
+    tests = {"noise": load_images("noise", model.image_shape)[:16]}
+    settings = ProbeConfig(tol=1e-6, max_steps=150)  # some fit digits stop at max_steps: the sets differ
+    paper = ood_benchmark(model, x[:40], x[40:56], tests, settings, cache=tmp_path)
+    assert paper.info["n_fit_points"] == 40 and 0 < paper.info["n_in_attractors"] < 40
+    monkeypatch.setattr(ood, "score_images", lambda *a, **k: pytest.fail("a cached set was iterated again"))
+    cached = ood_benchmark(model, x[:40], x[40:56], tests, settings, cache=tmp_path, fit_set="attractors")
+    monkeypatch.undo()
+    fresh = ood_benchmark(model, x[:40], x[40:56], tests, settings, fit_set="attractors")
+    for name in fresh.scores:
+        np.testing.assert_array_equal(cached.scores[name]["trajectory"], fresh.scores[name]["trajectory"])
+        np.testing.assert_array_equal(cached.scores[name]["trajectory"], paper.scores[name]["trajectory_attractors"])
+        np.testing.assert_array_equal(paper.scores[name]["trajectory"], paper.scores[name]["trajectory_endpoints"])
+        assert not np.array_equal(paper.scores[name]["trajectory"], fresh.scores[name]["trajectory"])
+    assert cached.metrics == fresh.metrics and cached.info["fit_set"] == "attractors"

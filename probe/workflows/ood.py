@@ -6,7 +6,9 @@ paper's protocol: every end point, converged or stopped by ``max_steps``, no de-
 iterates the in-distribution images "until convergence reaches a tolerance or a maximum number of
 iterations"). ``fit_set='attractors'`` keeps only converged end points, de-duplicated by cosine (the
 attractor set). Test images are iterated with the same :class:`ProbeConfig` (stopping rule, solver,
-capture) and scored by :mod:`latentfield.probe.analyses.ood_scores`.
+capture) and scored by :mod:`latentfield.probe.analyses.ood_scores`. One iteration of a test set scores
+its trajectories against both fit sets (``trajectory_<fit set>``; ``trajectory`` is the chosen one), so
+the cached scores serve a later run with the other fit set.
 """
 from __future__ import annotations
 
@@ -43,7 +45,8 @@ IN_TEST = "in-distribution"
 @dataclass
 class InDistribution:
     """What the detector learns from in-distribution images: the fit points (P, *latent) of the trajectory
-    score in an L2 index, the attractors (K, *latent), their encoder features (N, D) and the baselines."""
+    score in an L2 index, the attractors (K, *latent), their encoder features (N, D) and the baselines.
+    ``indexes``: an L2 index per fit set that has points (``attractors`` is missing when none converged)."""
 
     fit_points: torch.Tensor
     index: AttractorIndex
@@ -53,6 +56,7 @@ class InDistribution:
     fit_set: str
     n_converged: int
     n_images: int
+    indexes: dict[str, AttractorIndex] = field(default_factory=dict)
 
 
 def fit_in_distribution(adapter: Adapter, images: torch.Tensor, config: ProbeConfig | None = None, k: int = 10,
@@ -73,35 +77,47 @@ def fit_in_distribution(adapter: Adapter, images: torch.Tensor, config: ProbeCon
         raise UsageError(f"no in-distribution trajectory converged within max_steps {cfg.max_steps} "
                          f"(tolerance {cfg.tol:g}); raise `max_steps` or `tol`, or fit on every end point (`fit_set` endpoints)")
     finite = torch.isfinite(result.end_points.flatten(1)).all(1)
-    points = result.attractors if fit_set == "attractors" else result.end_points[finite]
+    sets = {"endpoints": result.end_points[finite], "attractors": result.attractors}
+    points = sets[fit_set]
     if len(points) == 0:
         raise UsageError("every in-distribution trajectory diverged: there is nothing to fit on")
+    indexes = {name: AttractorIndex.build(pts, "l2") for name, pts in sets.items() if len(pts)}
     feats = encode_unit(adapter, images, cfg.batch_size).flatten(1).numpy()
-    return InDistribution(fit_points=points, index=AttractorIndex.build(points, "l2"), attractors=result.attractors,
+    return InDistribution(fit_points=points, index=indexes[fit_set], attractors=result.attractors,
                           features=feats, baselines=fit_baselines(feats, k), fit_set=fit_set,
-                          n_converged=int((result.status == CONVERGED).sum()), n_images=len(images))
+                          n_converged=int((result.status == CONVERGED).sum()), n_images=len(images), indexes=indexes)
 
 
 def trajectory_scores(adapter: Adapter, z0: torch.Tensor, index: AttractorIndex, config: ProbeConfig | None = None,
-                      progress: Callable[[int], None] | None = None) -> dict[str, np.ndarray]:
+                      progress: Callable[[int], None] | None = None,
+                      also: dict[str, AttractorIndex] | None = None) -> dict[str, np.ndarray]:
     """Iterate f from latents ``z0`` (N, *latent) with ``config``'s stopping rule, solver and capture, and
     score each trajectory against the fit points in ``index`` (metric ``l2``). Returns (N,) arrays:
-    ``trajectory``, ``field``, ``steps``, ``path_length``, and ``converged`` (bool)."""
+    ``trajectory``, ``field``, ``steps``, ``path_length``, and ``converged`` (bool); for each ``also``
+    entry NAME -> index, ``trajectory_NAME``: the same trajectories scored against that index."""
     cfg = config or ProbeConfig()
-    scorer = TrajectoryScorer(index, z0)
+    scorers = {"": TrajectoryScorer(index, z0)} | {name: TrajectoryScorer(ix, z0) for name, ix in (also or {}).items()}
+
+    def record(seeds: np.ndarray, steps: np.ndarray, z: torch.Tensor) -> None:
+        for s in scorers.values():
+            s.record(seeds, steps, z)
+
     res = iterate(adapter.f, z0.to(adapter.device, adapter.dtype), tol=cfg.tol, max_steps=cfg.max_steps,
                   batch_size=cfg.batch_size, max_norm=cfg.max_norm, solver=make_solver(cfg.solver, cfg.solver_options),
-                  record_every=1, recorder=scorer.record, progress=progress, capture=cfg.capture)
-    return {**scorer.scores(), "steps": res.steps.astype(np.float64), "converged": res.status == CONVERGED}
+                  record_every=1, recorder=record, progress=progress, capture=cfg.capture)
+    out = scorers.pop("").scores()
+    out.update({f"trajectory_{name}": s.scores()["trajectory"] for name, s in scorers.items()})
+    return {**out, "steps": res.steps.astype(np.float64), "converged": res.status == CONVERGED}
 
 
 def score_images(adapter: Adapter, images: torch.Tensor, ind: InDistribution, config: ProbeConfig | None = None,
                  progress: bool = False, desc: str = "ood") -> dict[str, np.ndarray]:
-    """All scores of ``METHODS`` (N,) for images (N, C, H, W) in [0, 1], plus ``converged``."""
+    """All scores of ``METHODS`` (N,) for images (N, C, H, W) in [0, 1], plus ``converged`` and
+    ``trajectory_<fit set>`` for every fit set of ``ind`` (``trajectory`` is ``ind.fit_set``'s)."""
     cfg = config or ProbeConfig()
     z0 = encode_unit(adapter, images, cfg.batch_size)
     with tqdm(total=len(images), desc=desc, unit="img", disable=not progress, leave=False) as bar:
-        scores = trajectory_scores(adapter, z0, ind.index, cfg, progress=bar.update)
+        scores = trajectory_scores(adapter, z0, ind.index, cfg, progress=bar.update, also=ind.indexes)
     scores.update(baseline_scores(z0.flatten(1).numpy(), ind.baselines))
     scores["reconstruction"] = reconstruction_error(images, decode_unit(adapter, z0, cfg.batch_size))
     return scores
@@ -143,12 +159,17 @@ def ood_benchmark(adapter: Adapter, in_train: torch.Tensor, in_test: torch.Tenso
     cache = Path(cache) if cache is not None else None
     ind = fit_in_distribution(adapter, in_train, cfg, k=k, progress=progress, cache=fit_cache(cache), fit_set=fit_set)
     settings = {f: v for f, v in asdict(cfg).items() if f not in ("n_seeds", "init", "seed", "verify")}
+    # one entry serves every fit set: it holds trajectory_<fit set> for each; scores cached before a
+    # method or a fit set was added are recomputed
     base = {"fingerprint": adapter.fingerprint, "settings": settings, "k": k, "fit": images_sha256(in_train),
-            "fit_set": fit_set, "methods": list(METHODS)}  # scores cached before a method was added are recomputed
+            "fit_sets": sorted(ind.indexes), "methods": list(METHODS)}
 
     def scored(name: str, x: torch.Tensor) -> dict[str, np.ndarray]:
         key = json.dumps({**base, "images": images_sha256(x)}, sort_keys=True, default=str)
-        return _cached(scores_file(cache, name), key, lambda: score_images(adapter, x, ind, cfg, progress, name))
+        sc = _cached(scores_file(cache, name), key,
+                     lambda: {m: v for m, v in score_images(adapter, x, ind, cfg, progress, name).items()
+                              if m != "trajectory"})
+        return {**sc, "trajectory": sc[f"trajectory_{fit_set}"]}
 
     scores = {IN_TEST: scored(IN_TEST, in_test)}
     for name, x in tests.items():
