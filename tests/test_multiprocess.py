@@ -97,6 +97,44 @@ def test_audit_two_processes_equal_one(tmp_path: Path) -> None:
     assert len(fits) >= 2  # the in-distribution fit ran as a shared probe too
 
 
+
+# Loaded at start-up by rank 1 only: logs where it atomically replaces files (every atomic write ends in
+# os.replace), so a test sees which files a non-main rank wrote.
+RANK1_WRITES = """
+import os
+if os.environ.get("RANK") == "1" and os.environ.get("LF_WRITES_LOG"):
+    _replace = os.replace
+    def replace(src, dst, *args, **kwargs):
+        with open(os.environ["LF_WRITES_LOG"], "a") as log:
+            log.write(os.fspath(dst) + "\\n")
+        return _replace(src, dst, *args, **kwargs)
+    os.replace = replace
+"""
+
+
+def test_extract_and_index_write_their_outputs_from_rank_zero_only(tmp_path: Path) -> None:
+    site, log = tmp_path / "site", tmp_path / "rank1-writes.txt"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text(RANK1_WRITES)
+    traced = {**env(), "PYTHONPATH": f"{site}{os.pathsep}{TESTS}", "LF_WRITES_LOG": str(log)}
+    args = ["extract", *PROBE, "--seeds", "24"]
+    launch(1, *args, "--out", str(tmp_path / "one"))
+    res = subprocess.run(command(2, *args, "--out", str(tmp_path / "two")), capture_output=True, text=True,
+                         env=traced, timeout=600)
+    assert res.returncode == 0, res.stderr[-3000:]
+    one, two = tmp_path / "one", tmp_path / "two"
+    assert json.loads((one / "manifest.json").read_text()) == json.loads((two / "manifest.json").read_text())
+    assert sorted(p.name for p in (two / "attractors").iterdir()) == sorted(p.name for p in (one / "attractors").iterdir())
+    ta, tb = (load_file(str(d / "attractors.safetensors")) for d in (one, two))
+    assert all(torch.equal(ta[k], tb[k]) for k in ta)
+    res = subprocess.run(command(2, "index", str(two / "probe"), "--reference", "digits:test", "--limit", "20",
+                                 "--out", str(tmp_path / "idx")), capture_output=True, text=True, env=traced, timeout=600)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert (tmp_path / "idx" / "index.json").exists() and (tmp_path / "idx" / "images.csv").exists()
+    written = log.read_text().split()
+    assert any("/chunks/" in w for w in written), written  # rank 1 did its share of the probe (the hook works)
+    assert all(Path(w).is_relative_to(two / "probe") for w in written), written  # and wrote nothing else
+
 @pytest.mark.parametrize("resume_nproc", [1, 2])
 def test_killed_two_process_run_resumes(tmp_path: Path, resume_nproc: int) -> None:
     args = ["probe", *PROBE, "--seeds", "96", "--chunk-size", "8"]

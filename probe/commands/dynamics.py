@@ -9,6 +9,7 @@ from ..data import load_images
 from latentfield.adapters.errors import UsageError
 from ..report.figures import dynamics_figure
 from ..report.html import write_figure
+from ..rundir.distributed import is_main_process
 from ..rundir.layout import cache_root
 from ..workflows.checkpoint_dynamics import training_dynamics
 from .common import add_probe_args, image_shape, model_from_args, probe_config
@@ -43,8 +44,9 @@ def run(args: argparse.Namespace) -> int:
                              cache=cache_root(args.out))
     if args.out:
         out = Path(args.out)
-        atomic.write_json(out / "dynamics.json", {"checkpoints": list(args.checkpoints), "reference": args.reference,
-                                              "rows": rows})
+        if is_main_process():  # under torchrun every rank computes; one writes
+            atomic.write_json(out / "dynamics.json", {"checkpoints": list(args.checkpoints),
+                                                      "reference": args.reference, "rows": rows})
         write_figure(dynamics_figure(rows), out / "dynamics.png")
         print(f"wrote {out}/dynamics.json and {out}/dynamics.png")
     return 0

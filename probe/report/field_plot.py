@@ -15,6 +15,7 @@ from latentfield.adapters.errors import UsageError
 
 from ..analyses.field import Box, auto_box, field_grid, pca_basis, project
 from ..engine.types import Map
+from ..rundir.distributed import is_main_process
 
 KIND_MARKERS = {"attractor": ("o", "tab:red"), "saddle_or_repeller": ("X", "black"), "marginal": ("^", "tab:orange")}
 
@@ -84,7 +85,9 @@ def save_figure(fig, out: str | Path) -> Path:
     from .html import figure_bytes
 
     out = Path(out)
-    atomic.write_bytes(out, figure_bytes(fig, out.suffix.lstrip(".").lower() or "png", dpi=120))
+    data = figure_bytes(fig, out.suffix.lstrip(".").lower() or "png", dpi=120)
+    if is_main_process():  # under torchrun every rank draws; one writes
+        atomic.write_bytes(out, data)
     return out
 
 

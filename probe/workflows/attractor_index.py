@@ -32,6 +32,7 @@ from ..data import fit_to_shape
 from ..index import AttractorIndex
 from ..engine.latents import decode_unit, encode_unit
 from ..rundir import ProbeResult, load_result
+from ..rundir.distributed import is_main_process
 
 INDEX_FILE = "index.faiss"
 
@@ -183,6 +184,8 @@ def index_run(run: str | Path | None, images: torch.Tensor, out: str | Path, *, 
             "space": index.meta.get("space", "latent"), "embed": index.meta.get("embed"), "metric": index.metric,
             "kind": index.kind, "k": k, "images": {"source": images_name, "n": len(images)},
             "n_attractors": len(index), "per_image": per_image, "per_attractor": per_attractor}
+    if not is_main_process():  # under torchrun every rank queries; one writes
+        return data
     if load is None:
         index.save(out / INDEX_FILE)
     atomic.write_json(out / "index.json", data)

@@ -21,6 +21,7 @@ from ..analyses.compare import MATCH_THRESHOLD, chamfer_similarity, matched_frac
 from ..data import fit_to_shape
 from ..engine.latents import decode_unit, encode_unit
 from ..rundir import ProbeConfig, cache_dir, run_probe
+from ..rundir.distributed import is_main_process
 
 SPACES = ("pixels", "latent", "embed")
 NULLS = ("permute", "random-init", "both")
@@ -119,13 +120,14 @@ def randomly_initialised(adapter: Adapter, seed: int = 0) -> Adapter:
 def write_comparison(result: Comparison, out: str | Path) -> tuple[Path, Path]:
     """``compare.json`` (everything) and ``compare.csv`` (one row per pair) in ``out``."""
     out = Path(out)
-    atomic.write_json(out / "compare.json", result.to_json())
     lines = ["a,b,chamfer,matched_fraction,null_chamfer_mean,null_chamfer_std"]
     for r in result.pairs:
         nl = r.get("null_permute", {})
         lines.append(f"{r['a']},{r['b']},{r['chamfer']:.6f},{r['matched_fraction']:.6f},"
                      f"{nl.get('chamfer_mean', '')},{nl.get('chamfer_std', '')}")
-    atomic.write_text(out / "compare.csv", "\n".join(lines) + "\n")
+    if is_main_process():  # under torchrun every rank compares; one writes
+        atomic.write_json(out / "compare.json", result.to_json())
+        atomic.write_text(out / "compare.csv", "\n".join(lines) + "\n")
     return out / "compare.json", out / "compare.csv"
 
 

@@ -17,6 +17,7 @@ from ..engine.latents import decode_unit
 from ..index import AttractorIndex
 from ..image_files import png_bytes, save_grid, to_pil
 from ..rundir import ProbeConfig, ProbeResult, run_probe
+from ..rundir.distributed import is_main_process
 from ..rundir.layout import probe_dir
 
 
@@ -27,7 +28,7 @@ def extract_prior(adapter: Adapter, out: str | Path, config: ProbeConfig | None 
 
     ``reference`` (M, C, H, W) in [0, 1]: images for the dictionary test (``dictionary.json``; the command
     draws ``dictionary.png``). Returns the probe result, the manifest (also ``out/manifest.json``) and the
-    dictionary test's result (None when not run).
+    dictionary test's result (None when not run). Under torchrun every rank computes; rank 0 writes.
     """
     out = Path(out)
     result = run_probe(adapter, config or ProbeConfig(), out=probe_dir(out), progress=progress)
@@ -35,12 +36,24 @@ def extract_prior(adapter: Adapter, out: str | Path, config: ProbeConfig | None 
     attractors = result.attractors[order]
     sizes = result.basin_sizes[order]
     decoded = decode_unit(adapter, attractors)
-    entries = []
-    for rank, (k, img) in enumerate(zip(order, decoded)):
-        name = f"attractors/{rank:05d}.png"
-        atomic.write_bytes(out / name, png_bytes(to_pil(img)))
-        entries.append({"file": name, "rank": rank, "attractor": int(k), "basin_size": int(sizes[rank]),
-                        "latent_norm": float(attractors[rank].norm())})
+    entries = [{"file": f"attractors/{rank:05d}.png", "rank": rank, "attractor": int(k), "basin_size": int(sizes[rank]),
+                "latent_norm": float(attractors[rank].norm())} for rank, k in enumerate(order)]
+    manifest = {"model": adapter.name, "fingerprint": adapter.fingerprint, "run_key": result.run_key,
+                "latent_shape": list(adapter.latent_shape), "n_seeds": len(result.status), "counts": result.counts,
+                "n_attractors": len(attractors), "attractors": entries}
+    dictionary = None
+    if reference is not None and len(attractors):
+        dictionary = dictionary_test(adapter, attractors, reference)
+        manifest["dictionary"] = "dictionary.json"
+    if is_main_process():
+        _write(out, adapter, result, attractors, sizes, decoded, manifest, dictionary)
+    return result, manifest, dictionary
+
+
+def _write(out: Path, adapter: Adapter, result: ProbeResult, attractors: torch.Tensor, sizes: np.ndarray,
+           decoded: torch.Tensor, manifest: dict[str, Any], dictionary: dict[str, Any] | None) -> None:
+    for entry, img in zip(manifest["attractors"], decoded):
+        atomic.write_bytes(out / entry["file"], png_bytes(to_pil(img)))
     atomic.write_tensors(out / "attractors.safetensors", {"attractors": attractors.contiguous(),
                                                           "basin_sizes": torch.from_numpy(sizes.copy())},
                          metadata={"fingerprint": adapter.fingerprint, "model": adapter.name,
@@ -50,16 +63,9 @@ def extract_prior(adapter: Adapter, out: str | Path, config: ProbeConfig | None 
         index.meta["run_key"] = result.run_key
         index.save(out / "index.faiss")
         save_grid(decoded[:64], out / "attractors.png")
-    manifest = {"model": adapter.name, "fingerprint": adapter.fingerprint, "run_key": result.run_key,
-                "latent_shape": list(adapter.latent_shape), "n_seeds": len(result.status), "counts": result.counts,
-                "n_attractors": len(attractors), "attractors": entries}
-    dictionary = None
-    if reference is not None and len(attractors):
-        dictionary = dictionary_test(adapter, attractors, reference)
+    if dictionary is not None:
         atomic.write_json(out / "dictionary.json", dictionary)
-        manifest["dictionary"] = "dictionary.json"
-    atomic.write_json(out / "manifest.json", manifest)
-    return result, manifest, dictionary
+    atomic.write_json(out / "manifest.json", manifest)  # last: its presence says the rest is there
 
 
 __all__ = ["extract_prior"]
