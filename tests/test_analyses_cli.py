@@ -68,6 +68,12 @@ def test_ood_command(checkpoints, tmp_path, capsys):
     assert set(data["auroc"]) == {"noise", "faces"}
     assert set(data["fpr95"]["faces"]) == set(data["methods"])
     assert (out / "scores.csv").exists() and (out / "scores.npz").exists()
+    # the chosen fit set's trajectory AUROC is also the by-fit-set entry of that set, and the line names both
+    by_set = data["trajectory_by_fit_set"]
+    assert by_set["endpoints"]["noise"]["auroc"] == data["auroc"]["noise"]["trajectory"]
+    assert by_set["endpoints"]["n_fit_points"] == data["n_fit_points"]
+    line = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("trajectory AUROC by fit set")]
+    assert len(line) == 1 and f"endpoints ({data['n_fit_points']} points): noise" in line[0]
     assert main(["ood", str(checkpoints[-1]), "--in-dist", str(tmp_path / "missing"), "--test", "noise"]) == 2
     assert capsys.readouterr().err.count("\n") == 1
 

@@ -166,3 +166,7 @@ def test_one_scoring_serves_both_fit_sets(tmp_path, monkeypatch):
         np.testing.assert_array_equal(paper.scores[name]["trajectory"], paper.scores[name]["trajectory_endpoints"])
         assert not np.array_equal(paper.scores[name]["trajectory"], fresh.scores[name]["trajectory"])
     assert cached.metrics == fresh.metrics and cached.info["fit_set"] == "attractors"
+    both = paper.info["trajectory_by_fit_set"]  # each protocol's AUROC, from the one scoring
+    assert both["attractors"]["noise"] == fresh.metrics["noise"]["trajectory"]
+    assert both["endpoints"]["noise"] == paper.metrics["noise"]["trajectory"]
+    assert both["attractors"]["n_fit_points"] == paper.info["n_in_attractors"]

@@ -60,6 +60,9 @@ def run(args: argparse.Namespace) -> int:
     for t, per in res.metrics.items():
         for m, v in per.items():
             print(f"{t:<16} {m:<14} {v['auroc']:7.3f} {v['fpr95']:7.3f} {v['aupr_in']:8.3f} {v['aupr_out']:8.3f}")
+    by_set = "; ".join(f"{fs} ({v['n_fit_points']} points): " + ", ".join(f"{t} {v[t]['auroc']:.3f}" for t in tests)
+                       for fs, v in data["trajectory_by_fit_set"].items())
+    print(f"trajectory AUROC by fit set (--fit-set {args.fit_set} above): {by_set}")
     if args.out and is_main_process():
         out = Path(args.out)
         atomic.write_json(out / "ood.json", {"model": adapter.name, "fingerprint": adapter.fingerprint, **data})

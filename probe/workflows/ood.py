@@ -178,7 +178,11 @@ def ood_benchmark(adapter: Adapter, in_train: torch.Tensor, in_test: torch.Tenso
     info = {"n_in_train": len(in_train), "n_in_test": len(in_test), "n_in_attractors": len(ind.attractors),
             "fit_set": fit_set, "n_fit_points": len(ind.fit_points), "in_train_converged": ind.n_converged,
             "knn_k": ind.baselines.k, "n_test": {name: len(x) for name, x in tests.items()},
-            "converged_fraction": {name: float(np.mean(sc["converged"])) for name, sc in scores.items()}}
+            "converged_fraction": {name: float(np.mean(sc["converged"])) for name, sc in scores.items()},
+            # the same trajectories against each fit set (scored in the one iteration): both protocols at once
+            "trajectory_by_fit_set": {fs: {"n_fit_points": len(ix), **{
+                name: ood_metrics(scores[IN_TEST][f"trajectory_{fs}"], scores[name][f"trajectory_{fs}"])
+                for name in tests}} for fs, ix in ind.indexes.items()}}
     return OODResult(scores, metrics, info)
 
 
