@@ -1,18 +1,14 @@
 """bench/bench_gpu.py (the Python half of bench/gpu_check.sh) in its CPU quick mode: it writes the table."""
 from __future__ import annotations
 
-import importlib.util
 import re
-from pathlib import Path
 
-BENCH = Path(__file__).resolve().parents[1] / "bench" / "bench_gpu.py"
+from scripts import load_script
+
 
 
 def _bench():
-    spec = importlib.util.spec_from_file_location("bench_gpu", BENCH)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script("bench", "bench_gpu")
 
 
 def test_quick_throughput_writes_the_markdown_table(tmp_path, capsys):

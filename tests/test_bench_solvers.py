@@ -1,20 +1,16 @@
 """bench/bench_solvers.py's per-seed agreement with plain iteration, on end points with a known answer."""
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
 
 import numpy as np
 import torch
 
-BENCH = Path(__file__).resolve().parents[1] / "bench" / "bench_solvers.py"
+from scripts import load_script
+
 
 
 def _bench():
-    spec = importlib.util.spec_from_file_location("bench_solvers", BENCH)
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
-    return bench
+    return load_script("bench", "bench_solvers")
 
 
 def test_per_seed_agreement():

@@ -1,21 +1,18 @@
 """bench/bench_step_trace.py --spectrum on a linear map with known eigenvalues."""
 from __future__ import annotations
 
-import importlib.util
 import math
-from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 import torch
 
-BENCH = Path(__file__).resolve().parents[1] / "bench" / "bench_step_trace.py"
+from scripts import load_script
+
 
 
 def test_spectrum_row_of_a_linear_map():
-    spec = importlib.util.spec_from_file_location("bench_step_trace", BENCH)
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    bench = load_script("bench", "bench_step_trace")
     c, s = 0.5 * math.cos(math.pi / 3), 0.5 * math.sin(math.pi / 3)  # eigenvalues 0.25 +- 0.433i
     a = torch.tensor([[0.1, 0, 0, 0, 0], [0, 0.5, 0, 0, 0], [0, 0, 0.9, 0, 0], [0, 0, 0, c, -s], [0, 0, 0, s, c]],
                      dtype=torch.float64)

@@ -6,23 +6,18 @@ table.md, run.json, figures under 300 KB) and that a second run writes the same 
 """
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import pytest
 
-EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
+from scripts import load_script
+
 PNG = b"\x89PNG\r\n\x1a\n"
 
 
 def load(name: str):
-    sys.path.insert(0, str(EXPERIMENTS))
-    spec = importlib.util.spec_from_file_location(f"experiments_{name}", EXPERIMENTS / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("experiments", name, f"experiments_{name}")
 
 
 def run_smoke(name: str, out: Path, *extra: str) -> dict:
