@@ -31,7 +31,6 @@ def test_trajectory_features_match_closed_form():
     assert out["converged"].all()
 
 
-
 def test_fit_sets_on_a_linear_map():
     """f(z) = a + r (z - a): after M steps image x sits at a + r^M (x - a). ``endpoints`` (the paper) keeps
     every one of those points, converged or not; ``attractors`` keeps the converged ones, merged into one."""
@@ -68,6 +67,7 @@ def test_fit_sets_on_a_linear_map():
     d0 = float((test.flatten(1) - a).norm())
     np.testing.assert_allclose(z_conv, [d0 * sum(r ** t for t in range(M + 1)) / (M + 1)], rtol=1e-5)
     assert z_short[0] < z_conv[0]  # some end point lies between the test path and a
+
 
 @pytest.fixture(scope="module")
 def digits_vs_noise_and_faces():

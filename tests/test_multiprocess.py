@@ -97,7 +97,6 @@ def test_audit_two_processes_equal_one(tmp_path: Path) -> None:
     assert len(fits) >= 2  # the in-distribution fit ran as a shared probe too
 
 
-
 # Loaded at start-up by rank 1 only: logs where it atomically replaces files (every atomic write ends in
 # os.replace), so a test sees which files a non-main rank wrote.
 RANK1_WRITES = """
@@ -134,6 +133,7 @@ def test_extract_and_index_write_their_outputs_from_rank_zero_only(tmp_path: Pat
     written = log.read_text().split()
     assert any("/chunks/" in w for w in written), written  # rank 1 did its share of the probe (the hook works)
     assert all(Path(w).is_relative_to(two / "probe") for w in written), written  # and wrote nothing else
+
 
 @pytest.mark.parametrize("resume_nproc", [1, 2])
 def test_killed_two_process_run_resumes(tmp_path: Path, resume_nproc: int) -> None:

@@ -117,7 +117,9 @@ def score_images(adapter: Adapter, images: torch.Tensor, ind: InDistribution, co
     cfg = config or ProbeConfig()
     z0 = encode_unit(adapter, images, cfg.batch_size)
     with tqdm(total=len(images), desc=desc, unit="img", disable=not progress, leave=False) as bar:
-        scores = trajectory_scores(adapter, z0, ind.index, cfg, progress=bar.update, also=ind.indexes)
+        others = {fs: ix for fs, ix in ind.indexes.items() if fs != ind.fit_set}  # the chosen one is ``trajectory``
+        scores = trajectory_scores(adapter, z0, ind.index, cfg, progress=bar.update, also=others)
+    scores[f"trajectory_{ind.fit_set}"] = scores["trajectory"]
     scores.update(baseline_scores(z0.flatten(1).numpy(), ind.baselines))
     scores["reconstruction"] = reconstruction_error(images, decode_unit(adapter, z0, cfg.batch_size))
     return scores
