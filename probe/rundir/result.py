@@ -49,6 +49,11 @@ class ProbeResult:
     def basin_sizes(self) -> np.ndarray:
         return basin_sizes(self.labels, len(self.attractors))
 
+    def basin_order(self) -> np.ndarray:
+        """Attractor ids, largest basin first, ties by id: the one numbering of every report, table and
+        file that ranks attractors (``#0`` is the largest basin)."""
+        return np.argsort(-self.basin_sizes, kind="stable")
+
     @property
     def counts(self) -> dict[str, int]:
         return {name: int((self.status == code).sum()) for code, name in enumerate(STATUS_NAMES)}

@@ -42,7 +42,7 @@ class AuditContext:
         self.adapter, self.result, self.train, self.heldout, self.out = adapter, result, train, heldout, out
         self.progress = progress
         self.options = options or {}
-        self.order = np.argsort(-result.basin_sizes, kind="stable")  # attractors, largest basin first
+        self.order = result.basin_order()
         self.decoded = decode_unit(adapter, result.attractors)
         self.trajectories: dict[str, torch.Tensor] | None = None
         self.dictionary: dict[str, Any] | None = None

@@ -32,7 +32,7 @@ def extract_prior(adapter: Adapter, out: str | Path, config: ProbeConfig | None 
     """
     out = Path(out)
     result = run_probe(adapter, config or ProbeConfig(), out=probe_dir(out), progress=progress)
-    order = np.argsort(-result.basin_sizes, kind="stable")  # largest basin first, as in the audit
+    order = result.basin_order()
     attractors = result.attractors[order]
     sizes = result.basin_sizes[order]
     decoded = decode_unit(adapter, attractors)
