@@ -13,6 +13,24 @@ class AdapterError(ValueError):
     """A user-facing problem with a model spec or checkpoint (reported as one line by the CLI)."""
 
 
+class WriteError(UsageError, OSError):
+    """A file could not be written: a full disk (ENOSPC), a quota (EDQUOT), a read-only file system (EROFS),
+    no permission (EACCES). One line naming the file and the cause, e.g. ``cannot write
+    out/chunks/00003.safetensors: No space left on device``; the CLI prints it as a usage error (exit code 2).
+
+    Also an ``OSError`` (``errno``, ``strerror`` and ``filename`` set), so code that handles a failed write as
+    an ``OSError`` still does. ``path``: the file that was being written; ``cause``: the system's words.
+    """
+
+    def __init__(self, path: object, cause: str, errno: int | None = None) -> None:
+        super().__init__(f"cannot write {path}: {cause}")
+        self.path, self.cause = str(path), cause
+        self.errno, self.strerror, self.filename = errno, cause, str(path)
+
+    def __str__(self) -> str:  # the one line, not OSError's "[Errno 28] ..." form
+        return str(self.args[0])
+
+
 class ModelError(RuntimeError):
     """The model itself failed: its encode or decode raised, or returned something that is not a batch of
     the expected shape. The message names the model, the call and the shapes; the original exception,
