@@ -6,7 +6,7 @@ registry query), not here, so importing the protocol or the error types stays ch
 from .base import Adapter, TorchAutoencoder, fingerprint_tensors
 from .errors import AdapterError, ModelError, UsageError
 from .registry import (accepted_forms, available_adapters, load_adapter, parse_spec, register_adapter,
-                       register_config_family, register_hub_resolver, register_path_loader)
+                       register_config_family, register_hub_resolver, register_object_family, register_path_loader)
 
 # Built-in family modules; importing one registers its hooks (see registry._load_builtins).
 FAMILIES = ("demo", "hub", "taesd", "sd_vae", "vit_mae", "rae", "frozen_encoder", "trained_decoder")
@@ -20,4 +20,4 @@ def _import_families() -> None:
 
 __all__ = ["Adapter", "AdapterError", "ModelError", "UsageError", "TorchAutoencoder", "fingerprint_tensors", "load_adapter",
            "parse_spec", "register_adapter", "register_path_loader", "register_config_family",
-           "register_hub_resolver", "accepted_forms", "available_adapters"]
+           "register_hub_resolver", "register_object_family", "accepted_forms", "available_adapters"]

@@ -10,6 +10,22 @@ from .base import Adapter, AdapterError
 from .fingerprint import latentfield_version
 
 
+def instance_of(obj: Any, package: str, class_names: Sequence[str]) -> bool:
+    """Whether ``obj`` is an instance of a class named one of ``class_names`` from ``package`` (or of a
+    subclass of one): an ``object`` hook's match, without importing ``package``."""
+    return any(c.__name__ in class_names and c.__module__.split(".")[0] == package for c in type(obj).__mro__)
+
+
+def object_name(obj: Any, options: dict[str, Any]) -> str:
+    """The name of an in-memory model: ``options['name']``, else where it was loaded from (diffusers and
+    transformers record ``name_or_path``), else its class; "(in memory)" says no file was read here."""
+    if options.get("name"):
+        return str(options["name"])
+    cfg = getattr(obj, "config", None)
+    origin = getattr(cfg, "_name_or_path", None) or (cfg.get("_name_or_path") if isinstance(cfg, dict) else None)
+    return f"{origin or type(obj).__name__} (in memory)"
+
+
 class FamilyAdapter(Adapter):
     """An adapter over one or more torch modules plus the options that change its map.
 

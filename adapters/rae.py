@@ -17,9 +17,9 @@ from typing import Any, Sequence
 
 import torch
 
-from .family import FamilyAdapter
+from .family import FamilyAdapter, instance_of, object_name
 from .base import AdapterError, check_options
-from .registry import register_config_family
+from .registry import register_config_family, register_object_family
 from .safe_load import from_pretrained
 
 
@@ -63,7 +63,18 @@ def load_rae(path: Path, config: dict[str, Any], **options: Any) -> RAEAdapter:
         model = _load_siglip2(AutoencoderRAE, Path(path))
     else:
         model = from_pretrained(AutoencoderRAE, path, torch_dtype=torch.float32)
-    adapter = RAEAdapter(model, name=options.get("name") or Path(path).name, clamp=options.get("clamp", True))
+    return rae_adapter(model, Path(path).name, options)
+
+
+@register_object_family("diffusers AutoencoderRAE", lambda obj: instance_of(obj, "diffusers", ("AutoencoderRAE",)))
+def wrap_rae(model: torch.nn.Module, **options: Any) -> RAEAdapter:
+    """An ``AutoencoderRAE`` already in memory."""
+    check_options(options, ("name", "clamp"), "rae (diffusers AutoencoderRAE)")
+    return rae_adapter(model, object_name(model, options), options)
+
+
+def rae_adapter(model: torch.nn.Module, name: str, options: dict[str, Any]) -> RAEAdapter:
+    adapter = RAEAdapter(model, name=options.get("name") or name, clamp=options.get("clamp", True))
     if options.get("image_shape") is not None:
         adapter.set_image_shape(options["image_shape"])
     return adapter

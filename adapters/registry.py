@@ -8,9 +8,15 @@ Spec forms, tried in this order (:func:`parse_spec`):
 * a local file or directory - each family registers a detector for its checkpoint format;
 * ``org/model[@revision]`` - a Hugging Face id: the local cache, else a download unless offline.
 
-One registry holds every hook, of four kinds, each with its decorator: ``name`` (:func:`register_adapter`),
+Objects already in memory are accepted too (:func:`load_adapter` with a model instead of a string): a
+diffusers ``AutoencoderKL`` / ``AutoencoderTiny`` / ``AutoencoderRAE`` (e.g. ``pipe.vae``), a transformers
+``ViTMAEForPreTraining``, or an ``(encoder, decoder)`` pair of modules or callables. Each maps to the same
+family adapter, with the same options and fingerprint rules, as the model loaded from disk.
+
+One registry holds every hook, of five kinds, each with its decorator: ``name`` (:func:`register_adapter`),
 ``path`` (:func:`register_path_loader`), ``config`` (:func:`register_config_family`, Hugging Face format
-directories matched on their config.json) and ``hub`` (:func:`register_hub_resolver`). An entry point
+directories matched on their config.json), ``hub`` (:func:`register_hub_resolver`) and ``object``
+(:func:`register_object_family`, model objects matched by their class). An entry point
 that names a module (``plugin = "pkg.mod"``) is imported, so its decorators can register any kind; one
 that names a callable (``plugin = "pkg.mod:load"``) is a ``name`` hook, loaded when first used.
 """
@@ -31,13 +37,13 @@ from .fingerprint import code_identity
 from .precision import check_supported, dtype_name, parse_dtype
 
 Loader = Callable[..., Adapter]
-KINDS = ("name", "path", "config", "hub")
+KINDS = ("name", "path", "config", "hub", "object")
 
 
 @dataclass(frozen=True)
 class Hook:
     """One way to turn a spec into an adapter. ``match``: ``detect(path)`` for ``path`` hooks,
-    ``match(config)`` for ``config`` hooks, unused otherwise."""
+    ``match(config)`` for ``config`` hooks, ``match(obj)`` for ``object`` hooks, unused otherwise."""
 
     kind: str
     name: str
@@ -77,6 +83,11 @@ def register_path_loader(name: str, detect: Callable[[Path], bool]) -> Callable[
 def register_config_family(name: str, match: Callable[[dict[str, Any]], bool]) -> Callable[[Loader], Loader]:
     """Register ``loader(directory, config, **options)`` for HF-format directories whose config ``match``es."""
     return lambda fn: _add(Hook("config", name, fn, match))
+
+
+def register_object_family(name: str, match: Callable[[Any], bool]) -> Callable[[Loader], Loader]:
+    """Register ``loader(model, **options)`` for model objects already in memory that ``match`` accepts."""
+    return lambda fn: _add(Hook("object", name, fn, match))
 
 
 def register_hub_resolver(fn: Loader) -> Loader:
@@ -158,9 +169,13 @@ def parse_spec(spec: str, names: Sequence[str] | None = None) -> Spec:
     return Spec("unknown", spec)
 
 
-def load_adapter(spec: str | Adapter, *, image_shape: Sequence[int] | None = None,
+def load_adapter(spec: str | Path | Adapter | Any, *, image_shape: Sequence[int] | None = None,
                  device: str | None = None, dtype: str | torch.dtype | None = None, **options: Any) -> Adapter:
-    """Build an adapter from a spec string (see module docstring). Raises ``AdapterError``.
+    """Build an adapter from a spec string or a model object (see module docstring). Raises ``AdapterError``.
+
+    A model object is wrapped where it is: no copy, no file. Wrapping puts its modules in eval mode with
+    ``requires_grad`` off (as loading from disk does), and, without ``device`` / ``dtype``, the adapter
+    runs on the device and in the dtype the model's weights already have.
 
     ``image_shape`` (C, H, W) fixes the input size for adapters that need one (bare encoder/decoder
     pairs, or models that accept several resolutions). ``dtype`` (``float32``, ``bfloat16``, ``float16``;
@@ -171,8 +186,10 @@ def load_adapter(spec: str | Adapter, *, image_shape: Sequence[int] | None = Non
     dtype = _requested_dtype(dtype, options.pop("torch_dtype", None))
     if isinstance(spec, Adapter):
         adapter = spec
-    else:
+    elif isinstance(spec, (str, Path)):
         adapter = _resolve(str(spec), image_shape=image_shape, **options)
+    else:
+        adapter = _from_object(spec, image_shape=image_shape, **options)
     if image_shape is not None and tuple(image_shape) != tuple(adapter.image_shape or ()):
         adapter.set_image_shape(image_shape)
     dev = _check_device(device) if device is not None else adapter.device
@@ -182,6 +199,39 @@ def load_adapter(spec: str | Adapter, *, image_shape: Sequence[int] | None = Non
     if device is not None or dtype is not None:
         adapter.to(dev, dtype)
     return adapter
+
+
+def _from_object(obj: Any, **options: Any) -> Adapter:
+    """A model object in memory -> the adapter of its family (``object`` hooks), or a bare pair."""
+    options.pop("local_files_only", None)  # nothing to download
+    hook = next((h for h in hooks("object") if h.match(obj)), None)
+    if hook is not None:
+        adapter = hook.loader(obj, **options)
+    elif _is_pair(obj):
+        check_options(options, ("name",), "an (encoder, decoder) pair")
+        adapter = _as_adapter(obj, options.get("name") or "encoder-decoder pair", options)
+    else:
+        raise AdapterError(f"cannot wrap a {type(obj).__module__}.{type(obj).__qualname__}: expected " + accepted_objects())
+    _adopt_placement(adapter)
+    return adapter
+
+
+def accepted_objects() -> str:
+    families = ", ".join(h.name for h in hooks("object"))
+    return (f"a model spec string, an Adapter, a model object ({families}) "
+            "or an (encoder, decoder) pair of modules or callables (with image_shape)")
+
+
+def _is_pair(obj: Any) -> bool:
+    return isinstance(obj, (tuple, list)) and len(obj) == 2 and all(callable(o) for o in obj)
+
+
+def _adopt_placement(adapter: Adapter) -> None:
+    """Run an in-memory model where its weights are: the device and floating dtype of its first parameter."""
+    params = (p for m in adapter.modules() for p in m.parameters())
+    first = next((p for p in params if p.is_floating_point()), None)
+    if first is not None and (first.device != adapter.device or first.dtype != adapter.dtype):
+        adapter.to(first.device, first.dtype)
 
 
 def _check_castable(adapter: Adapter, dtype: torch.dtype) -> None:
@@ -289,6 +339,6 @@ def _from_python(target: str, options: dict[str, Any]) -> Adapter:
 def _as_adapter(obj: Any, name: str, options: dict[str, Any]) -> Adapter:
     if isinstance(obj, Adapter):
         return obj
-    if isinstance(obj, (tuple, list)) and len(obj) == 2 and all(callable(o) for o in obj):
+    if _is_pair(obj):
         return TorchAutoencoder(obj[0], obj[1], image_shape=options.get("image_shape"), name=name)
     raise AdapterError(f"{name}: expected an Adapter or an (encoder, decoder) pair, got {type(obj).__name__}")

@@ -20,9 +20,9 @@ from typing import Any, Sequence
 
 import torch
 
-from .family import FamilyAdapter
+from .family import FamilyAdapter, instance_of, object_name
 from .base import AdapterError, check_options
-from .registry import register_config_family
+from .registry import register_config_family, register_object_family
 from .safe_load import from_pretrained
 
 KL_CLASSES = ("AutoencoderKL", "AutoencoderKLFlux2")
@@ -81,12 +81,25 @@ def _is_kl(config: dict[str, Any]) -> bool:
 
 @register_config_family("sd-vae (diffusers AutoencoderKL)", _is_kl)
 def load_kl_vae(path: Path, config: dict[str, Any], **options: Any) -> KLVAEAdapter:
-    check_options(options, ("name", "sample", "sample_seed", "scale_latents", "clamp"), config["_class_name"])
+    check_options(options, OPTIONS, config["_class_name"])
     import diffusers
     cls = getattr(diffusers, config["_class_name"])
     vae = from_pretrained(cls, path, torch_dtype=torch.float32)
-    shape = options.get("image_shape")
-    return KLVAEAdapter(vae, name=options.get("name") or Path(path).name, image_shape=shape,
+    return kl_vae_adapter(vae, Path(path).name, options)
+
+
+OPTIONS = ("name", "sample", "sample_seed", "scale_latents", "clamp")
+
+
+@register_object_family("diffusers AutoencoderKL", lambda obj: instance_of(obj, "diffusers", KL_CLASSES))
+def wrap_kl_vae(vae: torch.nn.Module, **options: Any) -> KLVAEAdapter:
+    """A KL autoencoder already in memory (e.g. ``pipe.vae``)."""
+    check_options(options, OPTIONS, type(vae).__name__)
+    return kl_vae_adapter(vae, object_name(vae, options), options)
+
+
+def kl_vae_adapter(vae: torch.nn.Module, name: str, options: dict[str, Any]) -> KLVAEAdapter:
+    return KLVAEAdapter(vae, name=options.get("name") or name, image_shape=options.get("image_shape"),
                         sample=bool(options.get("sample", False)), sample_seed=int(options.get("sample_seed", 0)),
                         scale_latents=bool(options.get("scale_latents", False)), clamp=options.get("clamp", True))
 

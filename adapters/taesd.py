@@ -23,10 +23,9 @@ from typing import Any, Sequence
 import torch
 from torch import nn
 
-from .family import FamilyAdapter
+from .family import FamilyAdapter, instance_of, object_name
 from .base import AdapterError, check_options
-from .registry import register_config_family
-from .registry import register_path_loader
+from .registry import register_config_family, register_object_family, register_path_loader
 from .safe_load import PICKLE_SUFFIXES, from_pretrained, load_state_dict
 
 GN_GROUPS = 4  # groups of the mid-block GroupNorm branch (verified on TAEF2, see module docstring)
@@ -217,9 +216,20 @@ def load_autoencoder_tiny(path: Path, config: dict[str, Any], **options: Any) ->
     check_options(options, ("name", "clamp"), "AutoencoderTiny")
     from diffusers import AutoencoderTiny
     model = from_pretrained(AutoencoderTiny, path, torch_dtype=torch.float32)
+    return autoencoder_tiny_adapter(model, Path(path).name, options)
+
+
+@register_object_family("diffusers AutoencoderTiny", lambda obj: instance_of(obj, "diffusers", ("AutoencoderTiny",)))
+def wrap_autoencoder_tiny(model: nn.Module, **options: Any) -> TinyAdapter:
+    """An ``AutoencoderTiny`` already in memory (e.g. ``pipe.vae`` of a TAESD pipeline)."""
+    check_options(options, ("name", "clamp"), "AutoencoderTiny")
+    return autoencoder_tiny_adapter(model, object_name(model, options), options)
+
+
+def autoencoder_tiny_adapter(model: nn.Module, name: str, options: dict[str, Any]) -> TinyAdapter:
     # Each encoder stage after the first halves the resolution.
     downsample = 2 ** (len(model.config.encoder_block_out_channels) - 1)
-    return TinyAdapter(model.encode, model.decode, name=options.get("name") or Path(path).name,
+    return TinyAdapter(model.encode, model.decode, name=options.get("name") or name,
                        image_shape=options.get("image_shape"), native_size=512, io="diffusers",
                        clamp=options.get("clamp", True), model=model, downsample=downsample,
                        latent_channels=model.config.latent_channels)

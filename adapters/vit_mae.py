@@ -27,9 +27,9 @@ from typing import Any, Sequence
 
 import torch
 
-from .family import FamilyAdapter
+from .family import FamilyAdapter, instance_of, object_name
 from .base import AdapterError, check_options
-from .registry import register_config_family
+from .registry import register_config_family, register_object_family
 from .safe_load import from_pretrained
 
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
@@ -122,5 +122,22 @@ def load_vit_mae(path: Path, config: dict[str, Any], **options: Any) -> ViTMAEAd
     model = from_pretrained(ViTMAEForPreTraining, path, dtype=torch.float32, mask_ratio=0.0)
     mean, std = pixel_stats(path, model.config.num_channels)
     return ViTMAEAdapter(model, name=options.get("name") or Path(path).name, mean=mean, std=std,
+                         image_shape=options.get("image_shape"), norm_pix=options.get("norm_pix", "standardized"),
+                         clamp=options.get("clamp", True))
+
+
+@register_object_family("transformers ViTMAEForPreTraining",
+                        lambda obj: instance_of(obj, "transformers", ("ViTMAEForPreTraining",)))
+def wrap_vit_mae(model: torch.nn.Module, **options: Any) -> ViTMAEAdapter:
+    """A ``ViTMAEForPreTraining`` already in memory. Its pixel statistics come from ``image_mean`` /
+    ``image_std`` (e.g. ``processor.image_mean``), else ImageNet's, which the published MAE checkpoints use.
+    Wrapping sets the model's ``config.mask_ratio`` to 0, as loading from disk does (every patch is kept)."""
+    check_options(options, ("name", "norm_pix", "clamp", "image_mean", "image_std"), "ViT-MAE")
+    c = model.config.num_channels
+    mean = [float(m) for m in options.get("image_mean") or IMAGENET_MEAN]
+    std = [float(s) for s in options.get("image_std") or IMAGENET_STD]
+    if len(mean) != c or len(std) != c:
+        raise AdapterError(f"image_mean and image_std need {c} values each, got {len(mean)} and {len(std)}")
+    return ViTMAEAdapter(model, name=object_name(model, options), mean=mean, std=std,
                          image_shape=options.get("image_shape"), norm_pix=options.get("norm_pix", "standardized"),
                          clamp=options.get("clamp", True))
