@@ -110,7 +110,8 @@ class _StderrHandler(logging.StreamHandler):
 # Library errors name parameters in backticks (`max_steps`); on the command line they are flags.
 FLAGS = {"out": "--out", "record_every": "--record-every", "checkpoint": "--checkpoint", "device": "--device",
          "max_steps": "--max-steps", "tol": "--tol", "image_shape": "--image-shape", "fit_set": "--fit-set",
-         "embed": "--embed", "chunk_size": "--chunk-size", "batch_size": "--batch-size"}
+         "embed": "--embed", "chunk_size": "--chunk-size", "batch_size": "--batch-size", "n_seeds": "--seeds",
+         "seed": "--seed"}
 
 
 def as_flags(message: str) -> str:

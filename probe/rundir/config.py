@@ -16,6 +16,13 @@ from ..engine.solvers import SOLVERS, make_solver
 RESULT_NEUTRAL = frozenset({"batch_size", "verify"})
 AUTO_CHUNKS = 8  # chunk_size None: about this many chunks per run, so a killed run loses at most ~1/8 of it
 CAPTURE_CHUNK = 1024  # capture compares seeds within a chunk: capture runs keep large chunks
+# The most seeds one run takes. Assembly holds every seed in memory at once: its end point (latent size x 4
+# bytes) and about 30 bytes of records (status, steps, last squared step, two labels), and
+# attractors.safetensors stores every end point again. At 10**8 seeds of the demo's 16-dim latent that is
+# 9 GB, and the run itself is 10**8 x steps evaluations of f (months for a small model on a CPU). More
+# seeds: several runs with different ``seed`` (their seeds differ).
+MAX_SEEDS = 10**8
+MAX_END_POINT_BYTES = 64 * 2**30  # n_seeds x latent size x 4 bytes of float32 end points, at most 64 GiB
 
 
 @dataclass
@@ -67,10 +74,21 @@ class ProbeConfig:
             return min(self.n_seeds, CAPTURE_CHUNK)
         return max(1, min(self.batch_size, max(8, -(-self.n_seeds // AUTO_CHUNKS))))
 
-    def validate(self) -> None:
-        """UsageError in one line, naming the parameter, for any setting that cannot run."""
+    def validate(self, latent_shape: tuple[int, ...] | None = None) -> None:
+        """UsageError in one line, naming the parameter, for any setting that cannot run. With the model's
+        ``latent_shape``, also the size of the end points the run would assemble (``MAX_END_POINT_BYTES``)."""
         if self.n_seeds <= 0:
             raise UsageError(f"number of seeds must be positive, got {self.n_seeds}")
+        split = "split the work into runs with different `seed`"
+        if self.n_seeds > MAX_SEEDS:
+            raise UsageError(f"`n_seeds` is {self.n_seeds:,}, more than the {MAX_SEEDS:,} one run takes (its result "
+                             f"holds every seed's end point in memory); {split}")
+        if latent_shape:
+            size = self.n_seeds * math.prod(latent_shape) * 4
+            if size > MAX_END_POINT_BYTES:
+                raise UsageError(f"`n_seeds` {self.n_seeds:,} x {math.prod(latent_shape):,} latent values x 4 bytes "
+                                 f"is {size / 2**30:,.0f} GiB of end points, more than the "
+                                 f"{MAX_END_POINT_BYTES // 2**30} GiB one run assembles in memory; {split}")
         for what, value in (("tolerance", self.tol), ("sigma", self.sigma)):
             if not value > 0:  # NaN too
                 raise UsageError(f"{what} must be positive, got {value}")
@@ -100,4 +118,4 @@ class ProbeConfig:
             raise UsageError(f"cos_threshold is a cosine, in [-1, 1]; got {self.cos_threshold}")
 
 
-__all__ = ["ProbeConfig", "RESULT_NEUTRAL"]
+__all__ = ["ProbeConfig", "RESULT_NEUTRAL", "MAX_SEEDS", "MAX_END_POINT_BYTES"]

@@ -65,7 +65,7 @@ class ProbeRun:
             if data is None:
                 raise UsageError("init 'data' needs images to encode")
             config = replace(config, n_seeds=len(data))
-        config.validate()
+        config.validate(adapter.latent_shape)
         if adapter.latent_shape is None:
             raise UsageError(f"{adapter.name}: image shape unknown; pass `image_shape` (C, H, W) or data")
         self.adapter, self.config, self.data = adapter, config, data
