@@ -10,7 +10,7 @@ import torch
 import latentfield.adapters.registry as registry
 from latentfield.adapters import Adapter, AdapterError, TorchAutoencoder, available_adapters, load_adapter
 
-from models import random_conv_ae
+from builders import random_conv_ae
 
 
 def test_torch_autoencoder_infers_latent_shape_and_value_range_conversion():

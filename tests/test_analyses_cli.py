@@ -154,21 +154,21 @@ def test_compare_and_dynamics_take_per_model_settings(checkpoints, tmp_path, cap
     """SPEC[image_shape=C,H,W,KEY=VALUE] gives one model its own input size; the global flag cannot (the demo
     checkpoint refuses 3,16,16). dynamics refuses checkpoints of different latent shapes in one line."""
     monkeypatch.syspath_prepend(str(__import__("conftest").ROOT / "tests"))
-    pair = "py:models:conv_pair[image_shape=3,16,16]"
+    pair = "py:builders:conv_pair[image_shape=3,16,16]"
     out = tmp_path / "cmp"
     assert main(["compare", str(checkpoints[-1]), pair, "--seeds", "8", "--out", str(out), *FAST]) == 0, \
         capsys.readouterr().err
     data = json.loads((out / "compare.json").read_text())
     assert len(data["models"]) == 2 and all(n > 0 for n in data["n_attractors"])
     capsys.readouterr()
-    assert main(["compare", str(checkpoints[-1]), "py:models:conv_pair", "--image-shape", "3,16,16",
+    assert main(["compare", str(checkpoints[-1]), "py:builders:conv_pair", "--image-shape", "3,16,16",
                  "--seeds", "8", *FAST]) == 2
     assert "takes images of shape" in capsys.readouterr().err
     assert main(["dynamics", str(checkpoints[-1]), pair, "--reference", "digits:train", "--n-data", "8",
                  "--seeds", "8", *FAST]) == 2
     err = capsys.readouterr().err
     assert "share one latent shape" in err and err.count("\n") == 1
-    assert main(["compare", str(checkpoints[-1]), "py:models:conv_pair[16x16]", "--seeds", "8", *FAST]) == 2
+    assert main(["compare", str(checkpoints[-1]), "py:builders:conv_pair[16x16]", "--seeds", "8", *FAST]) == 2
     err = capsys.readouterr().err
     assert "KEY=VALUE" in err and err.count("\n") == 1
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import re
 
-from scripts import load_script
+from builders import load_script
 
 
 

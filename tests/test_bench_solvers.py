@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from scripts import load_script
+from builders import load_script
 
 
 

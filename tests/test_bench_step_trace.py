@@ -7,7 +7,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from scripts import load_script
+from builders import load_script
 
 
 

@@ -8,7 +8,7 @@ import torch
 from latentfield.probe.engine import CONVERGED, iterate
 from latentfield.probe.rundir import ProbeConfig, run_probe
 
-from models import random_conv_ae
+from builders import random_conv_ae
 
 
 def test_a_seed_on_an_earlier_path_is_captured_there():

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from scripts import load_script
+from builders import load_script
 
 PNG = b"\x89PNG\r\n\x1a\n"
 

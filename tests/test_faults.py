@@ -1,6 +1,7 @@
 """Fault injection on run directories: kills, foreign / short / corrupt chunks, lost run files, concurrent
 runs, a full disk. Each case asserts the exact outcome: the uninterrupted run's result (bit for bit at
-equal batch size), or one line on stderr and a non-zero exit with every finished chunk kept."""
+equal batch size), or one line on stderr and a non-zero exit with every finished chunk kept. Commands run in
+this process on one thread (builders.run_cli); kills and concurrent runs in separate one-thread processes."""
 from __future__ import annotations
 
 import errno
@@ -10,7 +11,6 @@ import random
 import shutil
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -19,30 +19,21 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from latentfield.probe.cli import main
+from builders import assert_one_line_error, cli_command, cli_env, run_cli
 from latentfield.probe.rundir import load_result
 
-TESTS = Path(__file__).resolve().parent
+pytestmark = pytest.mark.usefixtures("one_thread")  # the separate processes run on one thread too: bitwise equal
 # 48 seeds of a contracting random AE; tol 1e-30 keeps every seed iterating to max_steps, so a run takes
 # long enough to be killed in the middle; chunks of 8 seeds.
-ARGS = ["probe", "py:models:random_conv_ae", "--seeds", "48", "--max-steps", "150", "--tol", "1e-30",
+ARGS = ["probe", "py:builders:random_conv_ae", "--seeds", "48", "--max-steps", "150", "--tol", "1e-30",
         "--chunk-size", "8", "--batch-size", "8", "--quiet"]
 
 
-def _env() -> dict[str, str]:
-    return {**os.environ, "PYTHONPATH": str(TESTS), "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
-
-
-def _cli(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "latentfield.probe.cli", *args], capture_output=True, text=True,
-                          env=_env(), timeout=timeout)
-
-
 @pytest.fixture(scope="module")
-def reference(tmp_path_factory) -> Path:
+def reference(tmp_path_factory, one_thread) -> Path:
     """The uninterrupted run every faulty one must reproduce."""
     out = tmp_path_factory.mktemp("ref") / "run"
-    res = _cli(*ARGS, "--out", str(out))
+    res = run_cli(*ARGS, "--out", str(out))
     assert res.returncode == 0, res.stderr
     return out
 
@@ -54,20 +45,13 @@ def _same(a: Path, b: Path) -> None:
     assert ra.run_key == rb.run_key
 
 
-def _one_line(res: subprocess.CompletedProcess, *needles: str) -> str:
-    lines = [ln for ln in res.stderr.splitlines() if ln.strip()]
-    assert len(lines) == 1 and "Traceback" not in res.stderr, res.stderr
-    assert all(n in lines[0] for n in needles), lines[0]
-    return lines[0]
-
-
 def test_kill_9_at_random_points_then_resume_bit_for_bit(reference, tmp_path):
     rng = random.Random(0)
     out = tmp_path / "run"
     kills = 0
     for _ in range(2):
-        proc = subprocess.Popen([sys.executable, "-m", "latentfield.probe.cli", *ARGS, "--out", str(out)],
-                                env={**_env()}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        proc = subprocess.Popen(cli_command(*ARGS, "--out", out), env=cli_env(), stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL)
         before = len(list((out / "chunks").glob("*.safetensors"))) if (out / "chunks").exists() else 0
         want = before + rng.randint(1, 2)
         deadline = time.time() + 240
@@ -82,7 +66,7 @@ def test_kill_9_at_random_points_then_resume_bit_for_bit(reference, tmp_path):
             kills += 1
         proc.wait(30)
     assert kills >= 1, "the run finished before any kill: make it longer"
-    res = _cli(*ARGS, "--out", str(out))
+    res = run_cli(*ARGS, "--out", out)
     assert res.returncode == 0, res.stderr
     _same(out, reference)
     assert not list(out.rglob("*.tmp"))
@@ -130,19 +114,17 @@ def test_bad_chunk_is_recomputed_never_used(reference, tmp_path, fault):
         save_file(tensors, str(chunk), metadata={"n_evals": "1", "wall": "0.1"})
     elif fault == "other-range":
         _rewrite(chunk, start="16", stop="24")
-    res = _cli(*ARGS, "--out", str(out))
-    assert res.returncode == 0, res.stderr
-    line = _one_line(res, "00001.safetensors", "recomputing that chunk")
-    assert line.startswith("latentfield: ")
+    res = run_cli(*ARGS, "--out", out)
+    assert_one_line_error(res, "00001.safetensors", "recomputing that chunk", code=0, prefix="latentfield: ")
     _same(out, reference)
 
 
 def test_chunk_of_a_run_with_another_seed_is_not_used(reference, tmp_path):
     other = tmp_path / "seed1"
-    assert _cli(*ARGS, "--seed", "1", "--out", str(other)).returncode == 0
+    assert run_cli(*ARGS, "--seed", "1", "--out", other).returncode == 0
     out = _partial(reference, tmp_path)
     shutil.copy(other / "chunks" / "00002.safetensors", out / "chunks" / "00002.safetensors")
-    res = _cli(*ARGS, "--out", str(out))
+    res = run_cli(*ARGS, "--out", out)
     assert res.returncode == 0 and "belongs to another run" in res.stderr
     _same(out, reference)
 
@@ -150,10 +132,10 @@ def test_chunk_of_a_run_with_another_seed_is_not_used(reference, tmp_path):
 def test_lost_run_file_never_mixes_settings(reference, tmp_path):
     out = _partial(reference, tmp_path)
     (out / "run.json").unlink()
-    res = _cli(*ARGS, "--seed", "7", "--out", str(out))  # seed-0 chunks must not be labelled seed 7
+    res = run_cli(*ARGS, "--seed", "7", "--out", out)  # seed-0 chunks must not be labelled seed 7
     assert res.returncode == 0, res.stderr
     fresh = tmp_path / "fresh7"
-    assert _cli(*ARGS, "--seed", "7", "--out", str(fresh)).returncode == 0
+    assert run_cli(*ARGS, "--seed", "7", "--out", fresh).returncode == 0
     _same(out, fresh)
     assert res.stderr.count("belongs to another run") == 3  # the three seed-0 chunks, each recomputed
 
@@ -161,25 +143,24 @@ def test_lost_run_file_never_mixes_settings(reference, tmp_path):
 def test_corrupt_run_file_is_rebuilt_in_one_line(reference, tmp_path):
     out = _partial(reference, tmp_path)
     (out / "run.json").write_text("{not json")
-    res = _cli(*ARGS, "--out", str(out))
-    assert res.returncode == 0
-    _one_line(res, "run.json is unreadable; rebuilt from the current settings")
+    res = run_cli(*ARGS, "--out", out)
+    assert_one_line_error(res, "run.json is unreadable; rebuilt from the current settings", code=0,
+                          prefix="latentfield: ")
     _same(out, reference)
     json.loads((out / "run.json").read_text())
 
 
 def test_other_settings_into_the_same_folder_are_refused(reference, tmp_path):
     out = _partial(reference, tmp_path)
-    res = _cli(*ARGS, "--sigma", "2", "--out", str(out))
-    assert res.returncode == 2
-    _one_line(res, "holds a probe with other settings", "--out")
+    res = run_cli(*ARGS, "--sigma", "2", "--out", out)
+    assert_one_line_error(res, "holds a probe with other settings", "--out")
     assert len(list((out / "chunks").glob("*.safetensors"))) == 3  # nothing lost
 
 
 def test_two_concurrent_runs_into_one_folder(reference, tmp_path):
     out = tmp_path / "run"
-    procs = [subprocess.Popen([sys.executable, "-m", "latentfield.probe.cli", *ARGS, "--out", str(out)], env=_env(),
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    procs = [subprocess.Popen(cli_command(*ARGS, "--out", out), env=cli_env(), stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for _ in range(2)]
     for p in procs:
         _, err = p.communicate(timeout=600)
         assert p.returncode == 0, err
@@ -187,9 +168,8 @@ def test_two_concurrent_runs_into_one_folder(reference, tmp_path):
     assert not list(out.rglob("*.tmp"))
 
 
-def test_full_disk_keeps_finished_chunks_and_resumes(reference, tmp_path, monkeypatch, capsys):
+def test_full_disk_keeps_finished_chunks_and_resumes(reference, tmp_path, monkeypatch):
     import latentfield.adapters.atomic as atomic
-    monkeypatch.syspath_prepend(str(TESTS))
     real, writes = atomic.write_tensors, []
 
     def full_after_three(path, *a, **k):
@@ -200,40 +180,60 @@ def test_full_disk_keeps_finished_chunks_and_resumes(reference, tmp_path, monkey
 
     out = tmp_path / "run"
     monkeypatch.setattr(atomic, "write_tensors", full_after_three)
-    assert main([*ARGS, "--out", str(out)]) == 2
-    err = [ln for ln in capsys.readouterr().err.splitlines() if ln.strip()]
-    assert len(err) == 1 and "No space left on device" in err[0], err
+    assert_one_line_error(run_cli(*ARGS, "--out", out), "No space left on device")
     assert len(list((out / "chunks").glob("*.safetensors"))) == 3
     assert not list(out.rglob("*.tmp"))
     monkeypatch.setattr(atomic, "write_tensors", real)
-    assert main([*ARGS, "--out", str(out)]) == 0
+    assert run_cli(*ARGS, "--out", out).returncode == 0
     _same(out, reference)
 
 
-def test_huge_seed_count_is_planned_lazily(tmp_path):
-    """10**12 seeds: the plan is lazy, so the first chunk is written at once (no MemoryError up front)."""
-    out = tmp_path / "run"
-    proc = subprocess.Popen([sys.executable, "-m", "latentfield.probe.cli", "probe", "py:models:random_conv_ae",
-                             "--seeds", str(10**12), "--max-steps", "5", "--out", str(out), "--quiet"], env=_env(),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    try:
-        deadline = time.time() + 120
-        while time.time() < deadline and proc.poll() is None and not (out / "chunks" / "00000.safetensors").exists():
-            time.sleep(0.1)
-        assert proc.poll() is None, proc.stderr.read()
-        assert (out / "chunks" / "00000.safetensors").exists()
-    finally:
-        proc.kill()
-        proc.wait(30)
+def test_huge_seed_count_is_refused_before_work(tmp_path):
+    """10**12 seeds would never end: refused in one line naming --seeds and the bound, before any work."""
+    from latentfield.probe.rundir.config import MAX_SEEDS
+    res = run_cli("probe", "py:builders:random_conv_ae", "--seeds", str(10**12), "--out", tmp_path / "o", "--quiet")
+    assert_one_line_error(res, "--seeds is 1,000,000,000,000", f"more than the {MAX_SEEDS:,} one run takes", "--seed")
+    assert not (tmp_path / "o" / "chunks").exists()
+    res = run_cli("probe", "py:builders:random_conv_ae", "--seeds", str(MAX_SEEDS + 1), "--out", tmp_path / "o")
+    assert_one_line_error(res, "--seeds is 100,000,001")
+
+
+def test_seed_count_bound_by_the_end_points_it_would_assemble():
+    from latentfield.adapters.errors import UsageError
+    from latentfield.probe.rundir import ProbeConfig
+    from latentfield.probe.rundir.config import MAX_END_POINT_BYTES
+    cfg = ProbeConfig(n_seeds=10**7)
+    cfg.validate((16,))  # 0.6 GiB of end points
+    with pytest.raises(UsageError, match=r"^`n_seeds` 10,000,000 x 16,384 latent values x 4 bytes is 610 GiB of end "
+                                         r"points, more than the 64 GiB"):
+        cfg.validate((4, 64, 64))
+    ProbeConfig(n_seeds=MAX_END_POINT_BYTES // (4 * 16384)).validate((4, 64, 64))  # at the bound: runs
+
+
+def test_the_plan_at_the_seed_bound_is_lazy(tmp_path):
+    """At the largest count a run takes, chunks are planned one at a time (no list of 390,625 chunks up front):
+    the first chunk is computed and written as for a small run."""
+    import inspect
+
+    from builders import random_conv_ae
+    from latentfield.probe.rundir import ProbeConfig
+    from latentfield.probe.rundir.config import MAX_SEEDS
+    from latentfield.probe.rundir.runner import Chunk, ProbeRun
+    run = ProbeRun(random_conv_ae(), ProbeConfig(n_seeds=MAX_SEEDS, max_steps=5), out=tmp_path / "run")
+    plan = run.chunks()
+    assert inspect.isgenerator(plan)
+    first = next(plan)
+    assert first == Chunk(0, 0, 256) and next(plan) == Chunk(1, 256, 512)
+    run.run_chunk(first, progress=None)
+    assert run.load_chunk(first) is not None and (tmp_path / "run" / "chunks" / "00000.safetensors").exists()
 
 
 @pytest.mark.parametrize("flag,value,needle", [("--tol", "inf", "tolerance must be finite"),
                                                ("--sigma", "inf", "sigma must be finite"),
                                                ("--tol", "nan", "tolerance must be positive")])
 def test_meaningless_numbers_are_refused_before_work(tmp_path, flag, value, needle):
-    res = _cli("probe", "py:models:random_conv_ae", flag, value, "--out", str(tmp_path / "o"))
-    assert res.returncode == 2
-    _one_line(res, needle)
+    res = run_cli("probe", "py:builders:random_conv_ae", flag, value, "--out", tmp_path / "o")
+    assert_one_line_error(res, needle)
     assert not (tmp_path / "o" / "chunks").exists()
 
 
@@ -242,7 +242,7 @@ def test_model_failure_mid_run_says_how_many_seeds_are_safe(tmp_path):
     seeds already on disk counted from the files the run kept."""
     (tmp_path / "flaky.py").write_text(
         "import torch\n"
-        "from models import random_conv_ae\n"
+        "from builders import random_conv_ae\n"
         "calls = {'n': 0}\n"
         "def model():\n"
         "    a = random_conv_ae()\n"
@@ -256,13 +256,10 @@ def test_model_failure_mid_run_says_how_many_seeds_are_safe(tmp_path):
         "    a._decode = flaky\n"
         "    return a\n")
     out = tmp_path / "run"
-    env = {**_env(), "PYTHONPATH": f"{tmp_path}{os.pathsep}{TESTS}"}
-    args = ["probe", "py:flaky:model", "--seeds", "48", "--max-steps", "20", "--tol", "1e-30", "--chunk-size", "8",
-            "--batch-size", "8", "--quiet", "--out", str(out)]
-    res = subprocess.run([sys.executable, "-m", "latentfield.probe.cli", *args], capture_output=True, text=True,
-                         env=env, timeout=300)
-    assert res.returncode == 3, res.stderr
-    line = _one_line(res, "model error", "decode", "device-side assert triggered")
+    res = run_cli("probe", "py:flaky:model", "--seeds", "48", "--max-steps", "20", "--tol", "1e-30", "--chunk-size",
+                  "8", "--batch-size", "8", "--quiet", "--out", out, pythonpath=[tmp_path])
+    line = assert_one_line_error(res, "model error", "decode", "device-side assert triggered", code=3,
+                                 prefix="latentfield: model error: ")
     kept = len(list((out / "chunks").glob("*.safetensors")))
     assert kept == 3 and f"{8 * kept} of 48 seeds are safe on disk in {out}" in line, line
 

@@ -3,12 +3,9 @@ from __future__ import annotations
 
 import json
 from dataclasses import replace
-import os
 import signal
 import subprocess
-import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -20,9 +17,9 @@ from latentfield.probe.rundir import ProbeRun, load_trajectories
 from latentfield.adapters import load_adapter
 from latentfield.probe.rundir import ProbeConfig, load_result, run_probe
 
-from models import random_conv_ae
+from builders import cli_command, cli_env, random_conv_ae, run_cli
 
-TESTS = Path(__file__).parent
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models; the killed child runs on one thread too
 
 
 def test_same_seed_same_attractors_whatever_the_batch_size():
@@ -87,16 +84,16 @@ def test_rerun_with_other_data_of_the_same_count_is_refused(tmp_path):
 
 
 def test_cli_killed_mid_run_resumes_to_the_same_result(tmp_path):
-    env = {**os.environ, "PYTHONPATH": str(TESTS)}
     # At tol 1e-12 the seeds of this map converge in 3 steps, so on a fast machine every chunk was written
-    # before the interrupt; at 1e-30 every seed runs all 400 steps and SIGINT lands mid-run.
-    args = [sys.executable, "-m", "latentfield.probe.cli", "probe", "py:models:random_conv_ae", "--seeds", "64",
-            "--max-steps", "400", "--tol", "1e-30", "--chunk-size", "8", "--quiet"]
-    subprocess.run(args + ["--out", str(tmp_path / "full")], env=env, check=True, capture_output=True)
+    # before the interrupt; at 1e-30 every seed runs all 400 steps and SIGINT lands mid-run. The uninterrupted
+    # run and the resume run in this process, on one thread as the child does (bitwise equal results).
+    args = ["probe", "py:builders:random_conv_ae", "--seeds", "32", "--max-steps", "400", "--tol", "1e-30",
+            "--chunk-size", "8", "--quiet"]
+    assert run_cli(*args, "--out", tmp_path / "full").returncode == 0
     # A background job of a non-interactive shell (`make test &`) ignores SIGINT, and its children would
     # too (the run then finished and this test skipped): give the child the default disposition.
-    proc = subprocess.Popen(args + ["--out", str(tmp_path / "killed")], env=env, stderr=subprocess.PIPE, text=True,
-                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    proc = subprocess.Popen(cli_command(*args, "--out", tmp_path / "killed"), env=cli_env(), stderr=subprocess.PIPE,
+                            text=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     chunks = tmp_path / "killed" / "chunks"
     deadline = time.time() + 120
     while time.time() < deadline and len(list(chunks.glob("*.safetensors")) if chunks.exists() else []) < 2:
@@ -105,10 +102,11 @@ def test_cli_killed_mid_run_resumes_to_the_same_result(tmp_path):
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130 and "rerun the same command to resume" in err and "Traceback" not in err
     done = len(list(chunks.glob("*.safetensors")))
-    if done == 8:  # every chunk was written before the signal arrived (interrupted while summarising)
+    if done == 4:  # every chunk was written before the signal arrived (interrupted while summarising)
         pytest.skip("all chunks finished before the interrupt")
-    assert 2 <= done < 8
-    subprocess.run(args + ["--out", str(tmp_path / "killed")], env=env, check=True, capture_output=True)
+    assert 2 <= done < 4
+    resumed = run_cli(*args, "--out", tmp_path / "killed")
+    assert resumed.returncode == 0, resumed.stderr
     a, b = load_result(tmp_path / "full"), load_result(tmp_path / "killed")
     torch.testing.assert_close(a.end_points, b.end_points, rtol=0, atol=0)
     assert (a.labels == b.labels).all()
@@ -151,17 +149,13 @@ def test_chunks_saved_before_last_step_was_kept_still_resume(tmp_path):
 
 
 def test_probe_command_says_how_far_unconverged_seeds_were(tmp_path):
-    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    res = subprocess.run([sys.executable, "-m", "latentfield.probe.cli", "probe", "demo:memorize", "--seeds", "16",
-                          "--max-steps", "12", "--out", str(tmp_path), "--quiet"], capture_output=True, text=True,
-                         env=env, timeout=300)
+    res = run_cli("probe", "demo:memorize", "--seeds", "16", "--max-steps", "12", "--out", tmp_path, "--quiet")
     assert res.returncode == 0, res.stderr
     u = json.loads((tmp_path / "summary.json").read_text())["unconverged"]
     assert f"{u['n']} of 16 seeds stopped at max steps (12) still moving" in res.stdout
     assert f"squared step {u['sq_step_median']:.2g}" in res.stdout
-    res = subprocess.run([sys.executable, "-m", "latentfield.probe.cli", "audit", "demo:memorize", "--seeds", "16",
-                          "--max-steps", "12", "--out", str(tmp_path / "audit"), "--quiet"], capture_output=True,
-                         text=True, env=env, timeout=300)
+    res = run_cli("audit", "demo:memorize", "--seeds", "16", "--max-steps", "12", "--out", tmp_path / "audit",
+                  "--quiet")
     assert res.returncode == 0, res.stderr
     report = json.loads((tmp_path / "audit" / "report.json").read_text())
     assert report["unconverged"]["n"] == report["n_max_steps"] > 0

@@ -12,7 +12,7 @@ from latentfield.probe.cli import main
 from latentfield.probe.report.messages import describe_captured
 from latentfield.probe.rundir import ProbeConfig, load_result, run_probe
 
-from models import random_conv_ae
+from builders import random_conv_ae
 
 A = torch.tensor([1.0, 0.0, 0.0, 0.0])
 
@@ -51,7 +51,7 @@ def test_plain_run_has_no_capture_keys(tmp_path):
 
 
 def test_cli_probe_line_explains_captured_seeds(tmp_path, capsys):
-    assert main(["probe", "py:models:random_conv_ae", "--seeds", "48", "--max-steps", "12", "--capture", "0.05",
+    assert main(["probe", "py:builders:random_conv_ae", "--seeds", "48", "--max-steps", "12", "--capture", "0.05",
                  "--batch-size", "16", "--out", str(tmp_path / "o"), "--quiet"]) == 0
     out = capsys.readouterr().out
     s = json.loads((tmp_path / "o" / "summary.json").read_text())
