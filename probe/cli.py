@@ -15,7 +15,7 @@ from typing import Sequence
 
 from latentfield.adapters.errors import EXIT_MODEL, EXIT_USAGE, USER_ERRORS, ModelError
 
-from .rundir.distributed import is_main_process
+from .rundir import distributed
 from .rundir.environment import package_version
 
 # Modules under probe/commands, in the order `latentfield --help` lists them. Each defines
@@ -47,7 +47,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     _log_to_stderr()
-    if not is_main_process():  # under torchrun / accelerate launch, rank 0 prints the result lines
+    if distributed.rank() != 0:  # under torchrun / accelerate launch, rank 0 prints the result lines
         sys.stdout = open(os.devnull, "w")
     try:
         return int(args.func(args) or 0)

@@ -1,13 +1,15 @@
 """The chunks of one probe shared by the processes of a ``torchrun`` / ``accelerate launch`` job.
 
-Detected from the environment (``WORLD_SIZE`` > 1, which both launchers set); rank and world size come
-from ``accelerate.PartialState``. Rank r iterates the chunks with ``index % world_size == r`` and writes
+Rank and world size come from the environment, in one place (:func:`rank`, :func:`world_size`: ``RANK`` and
+``WORLD_SIZE``, which ``torchrun`` and ``accelerate launch`` both set; 0 and 1 without a launch);
+``accelerate.PartialState`` only provides the barriers. Rank r iterates the chunks with ``index % world_size == r`` and writes
 them into the shared run directory; after a barrier, rank 0 reads every chunk back from disk, assembles,
 verifies and writes ``attractors.safetensors`` / ``summary.json``. The other ranks assemble the same
 chunks from disk too and, after a second barrier, take the stability report from rank 0's
 ``summary.json``: every rank returns the same :class:`ProbeResult`, so a workflow that probes several
 runs (audit, ood) goes on identically on every rank and calls the same sequence of barriers. Files
-that a person reads (report, scores, printed lines) are written by rank 0 only (:func:`is_main_process`).
+that a person reads (report, scores, figures) are written by rank 0 only, through ``rundir.output``; the CLI
+prints on rank 0 only.
 
 A run without a directory (``out`` None) has no shared place for chunks: under a launch, every rank
 runs it whole, alone (no barrier), which is what the audit's short trajectory re-run does.
@@ -30,17 +32,32 @@ from .result import ProbeResult
 log = logging.getLogger("latentfield")
 
 
-def launched() -> bool:
-    """True inside a multi-process launch (torchrun and accelerate both set ``WORLD_SIZE``)."""
+def _env_int(name: str, default: int) -> int:
     try:
-        return int(os.environ.get("WORLD_SIZE", "1")) > 1
-    except ValueError:
-        return False
+        return int(os.environ.get(name, default))
+    except ValueError:  # a malformed value is no launch
+        return default
+
+
+def world_size() -> int:
+    """The number of processes of the job (``WORLD_SIZE``; 1 without a launch)."""
+    return max(1, _env_int("WORLD_SIZE", 1))
+
+
+def rank() -> int:
+    """This process's rank in the job (``RANK``, 0 to ``world_size() - 1``; 0 without a launch)."""
+    return _env_int("RANK", 0) if launched() else 0
+
+
+def launched() -> bool:
+    """True inside a multi-process launch (torchrun and accelerate launch both set ``WORLD_SIZE``)."""
+    return world_size() > 1
 
 
 def is_main_process() -> bool:
-    """True outside a launch, and on rank 0 inside one: the process that writes what a person reads."""
-    return not launched() or int(os.environ.get("RANK", "0")) == 0
+    """True outside a launch, and on rank 0 inside one: the process that writes what a person reads
+    (``rundir.output`` asks; nothing else should)."""
+    return rank() == 0
 
 
 def state() -> Any:
@@ -75,10 +92,13 @@ def run_shared(run: Any, compute: Callable[[Any, Any], dict[str, Any]],
     then the shared assembly: rank 0 finishes (``finish``: verify + save), the others take its stability."""
 
     st = state()
-    rank, world = st.process_index, st.num_processes
-    mine = [c for c in run.chunks() if c.index % world == rank]
+    me, world = rank(), world_size()
+    if (st.process_index, st.num_processes) != (me, world):  # accelerate must see the launch the environment names
+        raise RuntimeError(f"accelerate sees rank {st.process_index} of {st.num_processes}, the environment "
+                           f"rank {me} of {world} (RANK / WORLD_SIZE)")
+    mine = [c for c in run.chunks() if c.index % world == me]
     todo = [c for c in mine if run.load_chunk(c) is None]
-    log.info("rank %d of %d: %d of its %d chunks to iterate", rank, world, len(todo), len(mine))
+    log.info("rank %d of %d: %d of its %d chunks to iterate", me, world, len(todo), len(mine))
     for chunk in todo:
         compute(run, chunk)
     st.wait_for_everyone()  # every chunk is on disk
@@ -90,12 +110,12 @@ def run_shared(run: Any, compute: Callable[[Any, Any], dict[str, Any]],
                                f"(is {run.dir.root} on a filesystem every process sees?)")
         parts.append((chunk, part))
     result = run.assemble(parts)
-    if rank == 0:
+    if me == 0:
         result = finish(result)
     st.wait_for_everyone()  # rank 0's summary.json is written
-    if rank != 0 and run.config.verified:
+    if me != 0 and run.config.verified:
         result.stability = json.loads(run.dir.summary.read_text()).get("stability")
     return result
 
 
-__all__ = ["launched", "is_main_process", "state", "device", "run_shared"]
+__all__ = ["rank", "world_size", "launched", "is_main_process", "state", "device", "run_shared"]
