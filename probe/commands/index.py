@@ -19,7 +19,7 @@ from latentfield.adapters.errors import USER_ERRORS, UsageError
 from ..data import load_images
 from ..index import KINDS, METRICS, AttractorIndex
 from ..workflows.attractor_index import INDEX_FILE, index_run, run_model
-from .common import image_shape, key_value, model_from_args
+from .common import add_model_args, model_from_args
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -38,12 +38,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help=f"query a saved index (DIR/{INDEX_FILE} of an earlier run of this command) instead of a run")
     p.add_argument("--model", default=None, metavar="SPEC",
                    help="the model that made the run (default: the name its summary.json records)")
-    p.add_argument("--image-shape", type=image_shape, default=None, metavar="C,H,W",
-                   help="input size of the model (default: the run's)")
-    p.add_argument("--checkpoint", default=None, help="weights file for specs that need one (e.g. timm:NAME)")
-    p.add_argument("--device", default=None, help="torch device, e.g. cpu or cuda (default: cpu)")
-    p.add_argument("--model-option", action="append", default=[], type=key_value, metavar="KEY=VALUE",
-                   help="option for the model family's loader (repeatable; see docs/adapters.md)")
+    add_model_args(p, None)  # --image-shape (default: the run's), --checkpoint, --device, --dtype, ...
     p.add_argument("--embed", default=None, metavar="SPEC",
                    help="index in this reference encoder's space: decoded attractors and images both encoded by it")
     p.add_argument("--metric", choices=METRICS, default=None, help="distance: cosine (1 - cos; default) or l2")
