@@ -27,17 +27,24 @@ def to_pil(x: torch.Tensor, size: int | None = None) -> Image.Image:
     return img
 
 
-def save_grid(images: torch.Tensor, path: str | Path, ncol: int = 8, size: int = 64) -> None:
-    """Save images (N, C, H, W) in [0, 1] as one PNG grid."""
+def grid_png(images: torch.Tensor, ncol: int = 8, size: int = 64) -> bytes | None:
+    """Images (N, C, H, W) in [0, 1] as the PNG bytes of one grid; None for no image."""
     tiles = [to_pil(x, size).convert("RGB") for x in images]
     if not tiles:
-        return
+        return None
     w, h = tiles[0].size
     rows = (len(tiles) + ncol - 1) // ncol
     grid = Image.new("RGB", (min(ncol, len(tiles)) * (w + 2), rows * (h + 2)), "white")
     for i, t in enumerate(tiles):
         grid.paste(t, ((i % ncol) * (w + 2), (i // ncol) * (h + 2)))
-    atomic.write_bytes(path, png_bytes(grid))
+    return png_bytes(grid)
 
 
-__all__ = ["png_bytes", "to_pil", "save_grid"]
+def save_grid(images: torch.Tensor, path: str | Path, ncol: int = 8, size: int = 64) -> None:
+    """Save images (N, C, H, W) in [0, 1] as one PNG grid (:func:`grid_png`)."""
+    png = grid_png(images, ncol, size)
+    if png is not None:
+        atomic.write_bytes(path, png)
+
+
+__all__ = ["png_bytes", "to_pil", "grid_png", "save_grid"]

@@ -19,9 +19,9 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from latentfield.adapters import atomic
 from latentfield.adapters.errors import UsageError
 
+from .rundir import output
 from .rundir.environment import package_version
 
 METRICS = ("cosine", "l2")
@@ -191,15 +191,16 @@ class AttractorIndex:
 
     # -- persistence ------------------------------------------------------------------------------
     def save(self, path: str | Path) -> Path:
-        """Write the FAISS index to ``path`` and its metadata to ``path`` + ``.json``; returns the sidecar."""
+        """Write the FAISS index to ``path`` and its metadata to ``path`` + ``.json`` (``rundir.output``: the
+        main process only); returns the sidecar."""
         path = Path(path)
         faiss = _faiss()
-        atomic.write_bytes(path, faiss.serialize_index(self.index).tobytes())
+        output.write_bytes(path, faiss.serialize_index(self.index).tobytes())
         meta = {"format": FORMAT, "fingerprint": self.fingerprint, "dim": self.dim, "metric": self.metric,
                 "kind": self.kind, "n": len(self), "latentfield_version": package_version("latentfield"),
                 "faiss_version": getattr(faiss, "__version__", "unknown"), **self.meta}
         sidecar = path.with_name(path.name + ".json")
-        atomic.write_json(sidecar, meta)
+        output.write_json(sidecar, meta)
         return sidecar
 
     @classmethod

@@ -7,11 +7,10 @@ from pathlib import Path
 from latentfield.adapters.errors import UsageError
 
 from ..analyses.compare import MATCH_THRESHOLD
-from ..report.figures import heatmap_figure
-from ..report.html import write_figure
+from ..report.figures import heatmap_figure, save_figure
 from ..rundir.layout import cache_root
 from ..workflows.compare import compare_models, write_comparison
-from .common import add_probe_args, image_shape, model_from_args, probe_config
+from .common import add_model_args, add_probe_args, model_from_args, probe_config
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -19,10 +18,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                        description="Probe each model from noise and compare attractor sets in a shared space: the "
                                    "latent space (models sharing one), raw pixels of decoded attractors, or the "
                                    "latents of a reference encoder (--embed). Each score comes with a null.")
-    p.add_argument("models", nargs="+", help="two or more model specs; each may carry its own settings, "
-                   "SPEC[image_shape=C,H,W,KEY=VALUE,...] (quote it in the shell), which win over the flags below")
-    p.add_argument("--image-shape", type=image_shape, default=None, metavar="C,H,W", help="input size for every model without its own image_shape")
-    p.add_argument("--device", default=None, help="torch device (default cpu)")
+    add_model_args(p, "models", nargs="+", spec_help="two or more model specs; each may carry its own settings, "
+                   "SPEC[image_shape=C,H,W,KEY=VALUE,...] (quote it in the shell), which win over the model flags")
     p.add_argument("--space", choices=("pixels", "latent", "embed"), default=None,
                    help="where to compare: pixels of decoded attractors (default), latent (models must share "
                         "a latent space), embed (needs --embed)")
@@ -63,9 +60,7 @@ def run(args: argparse.Namespace) -> int:
         if "chamfer" in v:
             print(f"{n} vs its random init: Chamfer {v['chamfer']:.3f}, matched {v['matched_fraction']:.3f}")
     if args.out:
-        out = Path(args.out)
-        write_comparison(res, out)
-        write_figure(heatmap_figure(res.matrices["chamfer"], res.names, f"symmetric Chamfer similarity ({space})"),
-                     out / "heatmap.png")
-        print(f"wrote {out}/compare.json, {out}/compare.csv, {out}/heatmap.png")
+        written = [*write_comparison(res, args.out), save_figure(heatmap_figure(
+            res.matrices["chamfer"], res.names, f"symmetric Chamfer similarity ({space})"), Path(args.out) / "heatmap.png")]
+        print(f"wrote {', '.join(map(str, written))}")
     return 0

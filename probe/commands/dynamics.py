@@ -4,15 +4,13 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from latentfield.adapters import atomic
-from ..data import load_images
 from latentfield.adapters.errors import UsageError
-from ..report.figures import dynamics_figure
-from ..report.html import write_figure
-from ..rundir.distributed import is_main_process
+
+from ..data import load_images
+from ..report.figures import dynamics_figure, save_figure
 from ..rundir.layout import cache_root
-from ..workflows.checkpoint_dynamics import training_dynamics
-from .common import add_probe_args, image_shape, model_from_args, probe_config
+from ..workflows.checkpoint_dynamics import training_dynamics, write_dynamics
+from .common import add_model_args, add_probe_args, model_from_args, probe_config
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -20,12 +18,11 @@ def register(sub: argparse._SubParsersAction) -> None:
                        description="For each checkpoint of one training run (in training order): attractors from "
                                    "noise, their memorization coefficient against --reference, and the Chamfer "
                                    "similarity of noise-started and data-started attractor sets.")
-    p.add_argument("checkpoints", nargs="+", help="checkpoint specs or paths, in training order; each may carry its own settings, "
-                   "SPEC[image_shape=C,H,W,KEY=VALUE,...] (quote it in the shell); all must share one latent shape")
+    add_model_args(p, "checkpoints", nargs="+", spec_help="checkpoint specs or paths, in training order; each may "
+                   "carry its own settings, SPEC[image_shape=C,H,W,KEY=VALUE,...] (quote it in the shell), which win "
+                   "over the model flags; all must share one latent shape")
     p.add_argument("--reference", required=True, help="training images (folder, array file, digits:train, ...)")
     p.add_argument("--n-data", type=int, default=256, help="reference images used as data seeds (default 256)")
-    p.add_argument("--image-shape", type=image_shape, default=None, metavar="C,H,W", help="input size for every checkpoint without its own image_shape")
-    p.add_argument("--device", default=None, help="torch device (default cpu)")
     p.add_argument("--out", default=None, help="directory for dynamics.json and dynamics.png "
                    "(and the probe runs: an interrupted run resumes when rerun)")
     add_probe_args(p, seeds=256)
@@ -43,12 +40,9 @@ def run(args: argparse.Namespace) -> int:
                                  f"{_f(r['memorization_mean'])}, Chamfer(noise, data) {_f(r['chamfer_noise_data'])}"),
                              cache=cache_root(args.out))
     if args.out:
-        out = Path(args.out)
-        if is_main_process():  # under torchrun every rank computes; one writes
-            atomic.write_json(out / "dynamics.json", {"checkpoints": list(args.checkpoints),
-                                                      "reference": args.reference, "rows": rows})
-        write_figure(dynamics_figure(rows), out / "dynamics.png")
-        print(f"wrote {out}/dynamics.json and {out}/dynamics.png")
+        written = [write_dynamics(rows, args.out, args.checkpoints, args.reference),
+                   save_figure(dynamics_figure(rows), Path(args.out) / "dynamics.png")]
+        print(f"wrote {' and '.join(map(str, written))}")
     return 0
 
 

@@ -12,8 +12,7 @@ from pathlib import Path
 from latentfield.adapters.errors import UsageError
 
 from ..data import load_images
-from ..report.figures import dictionary_figure
-from ..report.html import write_figure
+from ..report.figures import dictionary_figure, save_figure
 from ..report.messages import describe_captured, describe_unconverged
 from ..workflows.extract import extract_prior
 from .common import add_model_args, add_probe_args, model_from_args, probe_config
@@ -40,12 +39,12 @@ def run(args: argparse.Namespace) -> int:
     reference = load_images(args.reference, adapter.image_shape, limit=args.limit) if args.dictionary else None
     result, manifest, dictionary = extract_prior(adapter, out, probe_config(args), reference, progress=not args.quiet)
     if dictionary is not None:
-        write_figure(dictionary_figure(dictionary), out / "dictionary.png")
+        save_figure(dictionary_figure(dictionary), out / "dictionary.png")
     # name only what was written: with no attractor there are no PNGs, no index and no attractors/ folder
     n = manifest["n_attractors"]
     written = [f"{out}/attractors/ ({n} PNGs)"] if n else []
     written += [f"{out}/manifest.json", f"{out}/attractors.safetensors"] + ([f"{out}/index.faiss"] if n else [])
-    written += [f"{out}/dictionary.json"] if dictionary is not None else []
+    written += [f"{out}/dictionary.json", f"{out}/dictionary.png"] if dictionary is not None else []
     none = " (no seed converged, so no attractor images)" if not n else ""
     print(f"{adapter.name}: {len(result.status)} seeds -> {n} attractors{none}; wrote {', '.join(written)}")
     for note in (describe_unconverged(result.summary()), describe_captured(result.summary())):

@@ -4,15 +4,12 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from latentfield.adapters import atomic
 from latentfield.adapters.errors import UsageError
 
 from ..data import load_images
-from ..rundir import ProbeConfig
-from ..rundir.distributed import is_main_process
 from ..rundir.layout import cache_root
-from ..workflows.ood import FIT_SETS, export_scores, ood_benchmark, split_heldout
-from .common import add_model_args, add_stopping_args, model_from_args
+from ..workflows.ood import FIT_SETS, ood_benchmark, split_heldout, write_ood
+from .common import add_model_args, add_solver_args, add_stopping_args, iteration_config, model_from_args
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -27,7 +24,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="out-of-distribution set (repeatable): folder, array file, faces, noise, ...")
     p.add_argument("--limit", type=int, default=None, help="use at most this many images of each set")
     p.add_argument("--k", type=int, default=10, help="neighbour rank for the KNN baseline (default 10)")
-    add_stopping_args(p, "trajectory", "trajectories")
+    g = p.add_argument_group("iteration")
+    add_stopping_args(g, "trajectory", "trajectories")
+    add_solver_args(g, "trajectory")
     p.add_argument("--fit-set", choices=FIT_SETS, default="endpoints",
                    help="in-distribution points the trajectory score measures distance to: endpoints (default, the "
                         "paper: every trajectory's end point) or attractors (converged end points, de-duplicated)")
@@ -50,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
         if name in tests:
             raise UsageError(f"two test sets are named {name!r}")
         tests[name] = load_images(src, shape, limit=args.limit or (256 if str(src).startswith("noise") else None))
-    config = ProbeConfig(tol=args.tol, max_steps=args.max_steps, batch_size=args.batch_size)
+    config = iteration_config(args)
     res = ood_benchmark(adapter, fit, test, tests, config, k=args.k, progress=not args.quiet,
                         cache=cache_root(args.out), fit_set=args.fit_set)
     data = res.to_json()
@@ -63,9 +62,6 @@ def run(args: argparse.Namespace) -> int:
     by_set = "; ".join(f"{fs} ({v['n_fit_points']} points): " + ", ".join(f"{t} {v[t]['auroc']:.3f}" for t in tests)
                        for fs, v in data["trajectory_by_fit_set"].items())
     print(f"trajectory AUROC by fit set (--fit-set {args.fit_set} above): {by_set}")
-    if args.out and is_main_process():
-        out = Path(args.out)
-        atomic.write_json(out / "ood.json", {"model": adapter.name, "fingerprint": adapter.fingerprint, **data})
-        export_scores(res, out)
-        print(f"wrote {out}/ood.json, {out}/scores.csv, {out}/scores.npz")
+    if args.out:
+        print(f"wrote {', '.join(map(str, write_ood(res, args.out, adapter)))}")
     return 0

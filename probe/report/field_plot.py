@@ -10,12 +10,11 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from latentfield.adapters import atomic
 from latentfield.adapters.errors import UsageError
 
 from ..analyses.field import Box, auto_box, field_grid, pca_basis, project
 from ..engine.types import Map
-from ..rundir.distributed import is_main_process
+from . import figures
 
 KIND_MARKERS = {"attractor": ("o", "tab:red"), "saddle_or_repeller": ("X", "black"), "marginal": ("^", "tab:orange")}
 
@@ -81,14 +80,8 @@ def check_figure_suffix(out: str | Path) -> None:
 
 
 def save_figure(fig, out: str | Path) -> Path:
-    """Write ``fig`` atomically (format from the suffix) and close it."""
-    from .html import figure_bytes
-
-    out = Path(out)
-    data = figure_bytes(fig, out.suffix.lstrip(".").lower() or "png", dpi=120)
-    if is_main_process():  # under torchrun every rank draws; one writes
-        atomic.write_bytes(out, data)
-    return out
+    """Write ``fig`` (format from the suffix, 120 dpi; :func:`figures.save_figure`) and close it."""
+    return figures.save_figure(fig, out, dpi=120)
 
 
 def field_figure(f: Map | None, attractors: torch.Tensor, paths: Sequence[np.ndarray],

@@ -1,10 +1,14 @@
 """Figures of the analyses (matplotlib, Agg backend). Each function returns a figure; ``html.figure_uri``
-embeds it in a report, ``html.write_figure`` writes it as a file."""
+embeds it in a report, :func:`save_figure` writes it as a file (through ``rundir.output``)."""
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from ..rundir import output
+from .html import figure_bytes
 
 
 def _plt() -> Any:
@@ -12,6 +16,13 @@ def _plt() -> Any:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     return plt
+
+
+def save_figure(fig: Any, path: str | Path, dpi: int = 110) -> Path:
+    """Write ``fig`` to ``path`` in the format its suffix names (png when none; main process only, atomic) and
+    close it. Returns ``path``."""
+    path = Path(path)
+    return output.write_bytes(path, figure_bytes(fig, path.suffix.lstrip(".").lower() or "png", dpi=dpi))
 
 
 def basin_figure(sizes: np.ndarray) -> Any:
@@ -71,4 +82,4 @@ def dynamics_figure(rows: list[dict[str, Any]]) -> Any:
     return fig
 
 
-__all__ = ["basin_figure", "heatmap_figure", "dictionary_figure", "dynamics_figure"]
+__all__ = ["save_figure", "basin_figure", "heatmap_figure", "dictionary_figure", "dynamics_figure"]

@@ -21,7 +21,7 @@ from ..analyses.compare import chamfer_similarity
 from ..analyses.memorization import memorization_coefficient
 from ..data import fit_to_shape
 from ..engine.latents import decode_unit
-from ..rundir import ProbeConfig, cache_dir, run_probe
+from ..rundir import ProbeConfig, cache_dir, output, run_probe
 
 
 def checkpoint_stats(adapter: Adapter, reference: torch.Tensor, config: ProbeConfig,
@@ -66,4 +66,12 @@ def training_dynamics(adapters: Sequence[Adapter], reference: torch.Tensor, conf
     return rows
 
 
-__all__ = ["checkpoint_stats", "training_dynamics"]
+def write_dynamics(rows: list[dict[str, Any]], out: str | Path, checkpoints: Sequence[str],
+                   reference: str) -> Path:
+    """``out/dynamics.json``: the checkpoint specs as given (training order), the reference images' name and
+    the rows of :func:`training_dynamics`. Returns its path."""
+    return output.write_json(Path(out) / "dynamics.json",
+                             {"checkpoints": list(checkpoints), "reference": str(reference), "rows": rows})
+
+
+__all__ = ["checkpoint_stats", "training_dynamics", "write_dynamics"]

@@ -14,14 +14,13 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from latentfield.adapters import Adapter, atomic
+from latentfield.adapters import Adapter
 from latentfield.adapters.errors import UsageError
 
 from ..analyses.compare import MATCH_THRESHOLD, chamfer_similarity, matched_fraction, pairwise, permutation_null
 from ..data import fit_to_shape
 from ..engine.latents import decode_unit, encode_unit
-from ..rundir import ProbeConfig, cache_dir, run_probe
-from ..rundir.distributed import is_main_process
+from ..rundir import ProbeConfig, cache_dir, output, run_probe
 
 SPACES = ("pixels", "latent", "embed")
 NULLS = ("permute", "random-init", "both")
@@ -125,10 +124,8 @@ def write_comparison(result: Comparison, out: str | Path) -> tuple[Path, Path]:
         nl = r.get("null_permute", {})
         lines.append(f"{r['a']},{r['b']},{r['chamfer']:.6f},{r['matched_fraction']:.6f},"
                      f"{nl.get('chamfer_mean', '')},{nl.get('chamfer_std', '')}")
-    if is_main_process():  # under torchrun every rank compares; one writes
-        atomic.write_json(out / "compare.json", result.to_json())
-        atomic.write_text(out / "compare.csv", "\n".join(lines) + "\n")
-    return out / "compare.json", out / "compare.csv"
+    json_path = output.write_json(out / "compare.json", result.to_json())
+    return json_path, output.write_text(out / "compare.csv", "\n".join(lines) + "\n")
 
 
 __all__ = ["Comparison", "attractor_set", "compare_models", "randomly_initialised", "write_comparison", "SPACES",

@@ -10,14 +10,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from latentfield.adapters import Adapter, atomic
+from latentfield.adapters import Adapter
 
 from ..analyses.dictionary import dictionary_test
 from ..engine.latents import decode_unit
 from ..index import AttractorIndex
-from ..image_files import png_bytes, save_grid, to_pil
-from ..rundir import ProbeConfig, ProbeResult, run_probe
-from ..rundir.distributed import is_main_process
+from ..image_files import grid_png, png_bytes, to_pil
+from ..rundir import ProbeConfig, ProbeResult, output, run_probe
 from ..rundir.layout import probe_dir
 
 
@@ -26,8 +25,8 @@ def extract_prior(adapter: Adapter, out: str | Path, config: ProbeConfig | None 
                   progress: bool = False) -> tuple[ProbeResult, dict[str, Any], dict[str, Any] | None]:
     """Probe ``adapter`` (a resumable run in ``out/probe``) and write its attractors to ``out``.
 
-    ``reference`` (M, C, H, W) in [0, 1]: images for the dictionary test (``dictionary.json``; the command
-    draws ``dictionary.png``). Returns the probe result, the manifest (also ``out/manifest.json``) and the
+    ``reference`` (M, C, H, W) in [0, 1]: images for the dictionary test (``dictionary.json``;
+    ``report.figures.dictionary_figure`` draws it). Returns the probe result, the manifest (also ``out/manifest.json``) and the
     dictionary test's result (None when not run). Under torchrun every rank computes; rank 0 writes.
     """
     out = Path(out)
@@ -45,16 +44,15 @@ def extract_prior(adapter: Adapter, out: str | Path, config: ProbeConfig | None 
     if reference is not None and len(attractors):
         dictionary = dictionary_test(adapter, attractors, reference)
         manifest["dictionary"] = "dictionary.json"
-    if is_main_process():
-        _write(out, adapter, result, attractors, sizes, decoded, manifest, dictionary)
+    _write(out, adapter, result, attractors, sizes, decoded, manifest, dictionary)
     return result, manifest, dictionary
 
 
 def _write(out: Path, adapter: Adapter, result: ProbeResult, attractors: torch.Tensor, sizes: np.ndarray,
            decoded: torch.Tensor, manifest: dict[str, Any], dictionary: dict[str, Any] | None) -> None:
     for entry, img in zip(manifest["attractors"], decoded):
-        atomic.write_bytes(out / entry["file"], png_bytes(to_pil(img)))
-    atomic.write_tensors(out / "attractors.safetensors", {"attractors": attractors.contiguous(),
+        output.write_bytes(out / entry["file"], png_bytes(to_pil(img)))
+    output.write_tensors(out / "attractors.safetensors", {"attractors": attractors.contiguous(),
                                                           "basin_sizes": torch.from_numpy(sizes.copy())},
                          metadata={"fingerprint": adapter.fingerprint, "model": adapter.name,
                                    "run_key": str(result.run_key)})
@@ -62,10 +60,10 @@ def _write(out: Path, adapter: Adapter, result: ProbeResult, attractors: torch.T
         index = AttractorIndex.build(attractors, "cosine", fingerprint=adapter.fingerprint)
         index.meta["run_key"] = result.run_key
         index.save(out / "index.faiss")
-        save_grid(decoded[:64], out / "attractors.png")
+        output.write_bytes(out / "attractors.png", grid_png(decoded[:64]))
     if dictionary is not None:
-        atomic.write_json(out / "dictionary.json", dictionary)
-    atomic.write_json(out / "manifest.json", manifest)  # last: its presence says the rest is there
+        output.write_json(out / "dictionary.json", dictionary)
+    output.write_json(out / "manifest.json", manifest)  # last: its presence says the rest is there
 
 
 __all__ = ["extract_prior"]

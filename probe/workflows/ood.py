@@ -216,6 +216,15 @@ def split_heldout(images: torch.Tensor, fraction: float = 0.2, seed: int = 0) ->
     return images[perm[n_test:]], images[perm[:n_test]]
 
 
+def write_ood(result: OODResult, out: str | Path, adapter: Adapter) -> tuple[Path, Path, Path]:
+    """``out/ood.json`` (the model, its fingerprint and :meth:`OODResult.to_json`) and the per-sample scores
+    (:func:`export_scores`). Returns the three paths."""
+    from ..rundir import output
+
+    data = {"model": adapter.name, "fingerprint": adapter.fingerprint, **result.to_json()}
+    return (output.write_json(Path(out) / "ood.json", data), *export_scores(result, out))
+
+
 def export_scores(result: OODResult, out: str | Path) -> tuple[Path, Path]:
     """Write per-sample scores as ``scores.csv`` (set, index, converged, one column per method) and
     ``scores.npz`` (``<set>/<method>`` arrays)."""
@@ -234,4 +243,4 @@ def export_scores(result: OODResult, out: str | Path) -> tuple[Path, Path]:
 
 
 __all__ = ["InDistribution", "fit_in_distribution", "trajectory_scores", "score_images", "OODResult",
-           "ood_benchmark", "split_heldout", "export_scores", "FIT_SETS", "IN_TEST", "METHODS"]
+           "ood_benchmark", "split_heldout", "write_ood", "export_scores", "FIT_SETS", "IN_TEST", "METHODS"]
