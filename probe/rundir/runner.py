@@ -235,8 +235,8 @@ def run_probe(adapter: Adapter, config: ProbeConfig | None = None, out: str | Pa
                     part = run.run_chunk(chunk, progress=bar.seeds_done, on_step=bar.step)
                 except ModelError as e:  # the model's failure: say what is kept
                     safe = sum(len(c.seeds) for c, _ in parts)
-                    e.note = (f"{safe} of {run.config.n_seeds} seeds are safe on disk in {run.dir.root}; rerun to "
-                              "resume" if run.dir is not None else "nothing was kept (no output folder)")
+                    e.add_note_text(f"{safe} of {run.config.n_seeds} seeds are safe on disk in {run.dir.root}; rerun to "
+                                    "resume" if run.dir is not None else "nothing was kept (no output folder)")
                     raise
             else:
                 bar.seeds_done(len(chunk.seeds))
