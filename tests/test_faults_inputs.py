@@ -3,10 +3,7 @@
 And train-demo writes where --out says, never into the installed package."""
 from __future__ import annotations
 
-import os
 import struct
-import subprocess
-import sys
 import textwrap
 import zlib
 from pathlib import Path
@@ -15,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 
+from builders import assert_one_line_error, run_cli
 from latentfield.adapters import ModelError, load_adapter
 from latentfield.probe import cli as cli_module
 from latentfield.probe.cli import main
@@ -120,32 +118,25 @@ def test_a_spec_that_cannot_load_is_one_usage_line(tmp_path, monkeypatch, capsys
     assert code == 2 and len(err) == 1 and err[0].startswith(expected), err
 
 
-def _cli(args: list[str], pythonpath: Path, **env: str) -> subprocess.CompletedProcess:
-    full_env = {k: v for k, v in os.environ.items() if k != "LATENTFIELD_DEBUG"}
-    full_env |= {"PYTHONPATH": str(pythonpath), "HF_HUB_OFFLINE": "1", **env}
-    return subprocess.run([sys.executable, "-m", "latentfield.probe.cli", *args], capture_output=True, text=True,
-                          env=full_env, timeout=300)
-
-
 def test_model_raising_mid_run_in_a_real_process(tmp_path):
     spec = write_model(tmp_path / "code", "fi_proc", dec=CUDA_ASSERT)
-    res = _cli(probe_argv(spec, tmp_path / "out"), tmp_path / "code")
-    assert res.returncode == 3 and "Traceback" not in res.stderr
-    (line,) = res.stderr.strip().splitlines()
-    assert line.startswith("latentfield: model error: py:fi_proc:build: decode failed on latents (8, 3)"), line
+    res = run_cli(*probe_argv(spec, tmp_path / "out"), pythonpath=[tmp_path / "code"], subprocess=True)
+    assert_one_line_error(res, "latentfield: model error: py:fi_proc:build: decode failed on latents (8, 3)", code=3,
+                          prefix="latentfield: model error: ")
 
 
 @pytest.mark.parametrize("how", ["env", "flag"])
-def test_debug_shows_the_traceback(tmp_path, how):
-    spec = write_model(tmp_path / "code", "fi_debug", dec=CUDA_ASSERT)
+def test_debug_shows_the_traceback(tmp_path, monkeypatch, how):
+    monkeypatch.delenv("LATENTFIELD_DEBUG", raising=False)
+    spec = write_model(tmp_path / "code", f"fi_debug_{how}", dec=CUDA_ASSERT)
     args = probe_argv(spec, tmp_path / "out")
-    res = (_cli(args, tmp_path / "code", LATENTFIELD_DEBUG="1") if how == "env"
-           else _cli([*args, "--debug"], tmp_path / "code"))  # --debug after the subcommand is accepted too
+    res = (run_cli(*args, pythonpath=[tmp_path / "code"], env={"LATENTFIELD_DEBUG": "1"}) if how == "env"
+           else run_cli(*args, "--debug", pythonpath=[tmp_path / "code"]))  # --debug after the subcommand too
     assert res.returncode == 3
     assert "Traceback" in res.stderr and "in forward" in res.stderr  # down to the model's own frame
     assert "The above exception was the direct cause" in res.stderr  # the model's error is the cause
     last = res.stderr.strip().splitlines()[-1]
-    assert last == ("latentfield: model error: py:fi_debug:build: decode failed on latents (8, 3): "
+    assert last == (f"latentfield: model error: py:fi_debug_{how}:build: decode failed on latents (8, 3): "
                     "RuntimeError: CUDA error: device-side assert triggered; "
                     f"0 of 8 seeds are safe on disk in {tmp_path / 'out'}; rerun to resume")
 

@@ -15,6 +15,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from builders import assert_one_line_error, run_cli
 from latentfield.adapters import TorchAutoencoder, fingerprint_tensors, load_adapter
 from latentfield.adapters.fingerprint import describe_callable
 from latentfield.probe.cli import main
@@ -76,12 +77,6 @@ def write_module(folder: Path, name: str, text: str) -> Path:
     path = folder / f"{name}.py"
     path.write_text(textwrap.dedent(text))
     return path
-
-
-def cli(*args: str, pythonpath: Path, **env: str) -> subprocess.CompletedProcess:
-    full_env = {**os.environ, "PYTHONPATH": str(pythonpath), "HF_HUB_OFFLINE": "1", **env}
-    return subprocess.run([sys.executable, "-m", "latentfield.probe.cli", *args], capture_output=True, text=True,
-                          env=full_env, timeout=300)
 
 
 def probe_args(spec: str, out: Path) -> list[str]:
@@ -146,24 +141,24 @@ def test_closure_and_global_values_of_plain_callables_count(tmp_path, monkeypatc
 
 
 def test_cli_second_run_of_other_code_into_the_same_out_is_never_the_first_models(tmp_path):
-    """Same module name, class path and weights; only the forward changed (tanh -> relu) between two runs."""
+    """Same module name, class path and weights; only the forward changed (tanh -> relu) between two runs, each in
+    a fresh process (the file changes on disk between them); the relu reference runs in this process, which
+    imports the module for the first time after the change."""
     code, run, fresh = tmp_path / "code", tmp_path / "run", tmp_path / "fresh"
     write_module(code, "fp_cli_net", MODULE_MODEL.format(act="tanh", scale=1.0))
-    first = cli(*probe_args("py:fp_cli_net:build", run), pythonpath=code)
+    first = run_cli(*probe_args("py:fp_cli_net:build", run), pythonpath=[code], subprocess=True)
     assert first.returncode == 0, first.stderr
     tanh_result = load_file(str(run / "attractors.safetensors"))["end_points"]
     write_module(code, "fp_cli_net", MODULE_MODEL.format(act="relu", scale=1.0))
-    second = cli(*probe_args("py:fp_cli_net:build", run), pythonpath=code)
-    reference = cli(*probe_args("py:fp_cli_net:build", fresh), pythonpath=code)
+    second = run_cli(*probe_args("py:fp_cli_net:build", run), pythonpath=[code], subprocess=True)
+    reference = run_cli(*probe_args("py:fp_cli_net:build", fresh), pythonpath=[code])
     assert reference.returncode == 0, reference.stderr
     relu_result = load_file(str(fresh / "attractors.safetensors"))["end_points"]
     assert not torch.equal(relu_result, tanh_result)
     if second.returncode == 0:  # kept apart: then it must be the relu model's own result
         assert torch.equal(load_file(str(run / "attractors.safetensors"))["end_points"], relu_result)
     else:  # refused, in one line, and the first run's files are intact
-        assert second.returncode == 2 and "Traceback" not in second.stderr
-        (line,) = second.stderr.strip().splitlines()
-        assert line.startswith("latentfield: error:") and "other settings" in line, line
+        assert_one_line_error(second, "other settings")
         assert torch.equal(load_file(str(run / "attractors.safetensors"))["end_points"], tanh_result)
 
 
@@ -185,12 +180,12 @@ def test_plain_callables_fingerprint_is_the_same_in_two_processes(tmp_path):
 def test_cli_run_of_plain_callables_resumes(tmp_path):
     write_module(tmp_path / "code", "fp_plain_cli", PLAIN_MODEL)
     run = tmp_path / "run"
-    first = cli(*probe_args("py:fp_plain_cli:build", run), pythonpath=tmp_path / "code")
+    first = run_cli(*probe_args("py:fp_plain_cli:build", run), pythonpath=[tmp_path / "code"])
     assert first.returncode == 0, first.stderr
     key = (run / "run.json").read_text()
     ends = load_file(str(run / "attractors.safetensors"))["end_points"]
     (run / "attractors.safetensors").unlink()  # as if killed before the end: the chunks must be reused
-    second = cli(*probe_args("py:fp_plain_cli:build", run), pythonpath=tmp_path / "code")
+    second = run_cli(*probe_args("py:fp_plain_cli:build", run), pythonpath=[tmp_path / "code"])
     assert second.returncode == 0, second.stderr
     assert (run / "run.json").read_text() == key
     assert torch.equal(load_file(str(run / "attractors.safetensors"))["end_points"], ends)

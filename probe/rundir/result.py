@@ -25,7 +25,8 @@ class ProbeResult:
     own last step (NaN when not known). attractors (K, *latent): de-duplicated converged end points
     (cosine > cos_threshold); labels (N,): attractor of each seed, -1 if not converged. The ``_euclid``
     twins use the relative Euclidean tolerance instead. run_key: the key of the run directory the result
-    belongs to (None for in-memory runs).
+    belongs to (None for in-memory runs). world_size: how many processes computed it (1 alone, N under
+    ``torchrun`` / ``accelerate launch``; None when not known), recorded in ``summary.json``'s "versions".
     """
 
     config: ProbeConfig
@@ -44,6 +45,7 @@ class ProbeResult:
     captured_by: np.ndarray | None = None  # (N,) with capture > 0: the seed whose path each joined, -1 if none
     stability: dict[str, Any] | None = None  # verified runs: see engine.stability.stability_report
     run_key: str | None = None
+    world_size: int | None = None
 
     @property
     def basin_sizes(self) -> np.ndarray:
@@ -79,7 +81,7 @@ class ProbeResult:
             "run_key": self.run_key,
             "config": asdict(self.config),
             "adapter": self.adapter_info,
-            "versions": environment(self.adapter_info.get("device"), self.adapter_info.get("dtype")),
+            "versions": environment(self.adapter_info.get("device"), self.adapter_info.get("dtype"), self.world_size),
             "n_seeds": len(self.status),
             "counts": self.counts,
             "n_attractors": len(self.attractors),
