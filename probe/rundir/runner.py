@@ -76,7 +76,8 @@ class ProbeRun:
         self.dir = RunDir(out) if out is not None else None
         if self.dir is not None:
             store.prepare(self.dir, self.key)
-            store.record_environment(self.dir, environment(self.info["device"], self.info["dtype"]))
+            store.record_environment(self.dir, environment(self.info["device"], self.info["dtype"],
+                                                           distributed.world_size()))
 
     def chunks(self) -> Iterator[Chunk]:
         """The plan, lazily: fixed chunks of ``config.chunk_seeds()`` seeds."""
@@ -151,7 +152,8 @@ class ProbeRun:
                              attractors=end[conv[reps]], labels=labels, attractors_euclid=end[conv[reps_e]],
                              labels_euclid=labels_e, n_evals=int(sum(p["n_evals"] for p in ps)),
                              wall_time_s=float(sum(p["wall"] for p in ps)), last_sq_step=last_sq,
-                             adapter_info=self.info, run_key=self.run_key if self.dir is not None else None)
+                             adapter_info=self.info, run_key=self.run_key if self.dir is not None else None,
+                             world_size=distributed.world_size())
         if cfg.capture:
             result.captured_by = torch.cat([p["captured_by"] for p in ps]).numpy()
         traj = [p["trajectories"] for p in ps if "trajectories" in p]
