@@ -72,6 +72,10 @@ def test_two_processes_equal_one(tmp_path: Path) -> None:
     assert len(tensors(tmp_path / "two")["attractors"]) > 1  # a probe with something to agree on
     # the chunks were shared (4 of 32 seeds each at the default chunk size), not run twice
     assert "rank 0 of 2: 2 of its 2 chunks" in two.stderr and "rank 1 of 2: 2 of its 2 chunks" in two.stderr, two.stderr
+    # the records say how many processes made each run (not part of the run key, compared equal above)
+    assert [[s["world_size"] for s in json.loads((tmp_path / d / "environment.json").read_text())["sessions"]] +
+            [json.loads((tmp_path / d / "summary.json").read_text())["versions"]["world_size"]]
+            for d in ("one", "two")] == [[1, 1], [2, 2]]
 
 
 def _numbers(report: dict) -> dict:
@@ -153,4 +157,6 @@ def test_killed_two_process_run_resumes(tmp_path: Path, resume_nproc: int) -> No
     done = len(list(chunks.glob("*.safetensors")))
     assert 3 <= done < 12 and not (out / "summary.json").exists(), done  # killed mid-run
     launch(resume_nproc, *args, "--out", str(out))
-    assert_same_probe(tmp_path / "ref", out)
+    assert_same_probe(tmp_path / "ref", out)  # the same run key, whatever the process count of each session
+    sessions = json.loads((out / "environment.json").read_text())["sessions"]
+    assert [s["world_size"] for s in sessions] == ([2] if resume_nproc == 2 else [2, 1]), sessions
