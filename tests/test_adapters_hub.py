@@ -8,16 +8,8 @@ import pickle
 import pytest
 import torch
 
+from builders import assert_one_line_error, run_cli, save_tiny_autoencoder_kl
 from latentfield.adapters import AdapterError, load_adapter
-from latentfield.probe.cli import main
-
-
-def _tiny_vae(path):
-    from diffusers import AutoencoderKL
-    torch.manual_seed(0)
-    AutoencoderKL(block_out_channels=(8,), down_block_types=("DownEncoderBlock2D",),
-                  up_block_types=("UpDecoderBlock2D",), norm_num_groups=4, latent_channels=2,
-                  layers_per_block=1, sample_size=8).save_pretrained(path)
 
 
 @pytest.fixture()
@@ -26,7 +18,7 @@ def hf_cache(tmp_path, monkeypatch):
     cache = tmp_path / "hub"
     repo = cache / "models--acme--tiny-vae"
     commit = "0123456789abcdef0123456789abcdef01234567"
-    _tiny_vae(repo / "snapshots" / commit)
+    save_tiny_autoencoder_kl(repo / "snapshots" / commit)
     (repo / "refs").mkdir(parents=True)
     (repo / "refs" / "main").write_text(commit)
     monkeypatch.setenv("HF_HUB_CACHE", str(cache))
@@ -39,19 +31,18 @@ def test_hub_id_resolves_from_local_cache(hf_cache):
     assert a.name == "acme/tiny-vae" and a.latent_shape == (2, 8, 8) and a.value_range == (-1.0, 1.0)
 
 
-def test_missing_hub_id_is_one_clear_line(hf_cache, capsys):
+def test_missing_hub_id_is_one_clear_line(hf_cache):
     with pytest.raises(AdapterError) as e:
         load_adapter("acme/not-downloaded")
     msg = str(e.value)
     assert "not in the local Hugging Face cache" in msg and "downloads are off (HF_HUB_OFFLINE=1)" in msg
     assert "local directory" in msg and "\n" not in msg
-    assert main(["probe", "acme/not-downloaded", "--out", str(hf_cache / "run"), "--quiet"]) == 2
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith("latentfield: error: acme/not-downloaded is not in the local")
+    assert_one_line_error(run_cli("probe", "acme/not-downloaded", "--out", hf_cache / "run", "--quiet"),
+                          prefix="latentfield: error: acme/not-downloaded is not in the local")
 
 
 def test_pipeline_directory_loads_its_vae(tmp_path):
-    _tiny_vae(tmp_path / "pipe" / "vae")
+    save_tiny_autoencoder_kl(tmp_path / "pipe" / "vae")
     (tmp_path / "pipe" / "model_index.json").write_text(json.dumps({"_class_name": "StableDiffusionPipeline",
                                                                      "vae": ["diffusers", "AutoencoderKL"]}))
     assert load_adapter(str(tmp_path / "pipe")).latent_shape == (2, 8, 8)
@@ -97,13 +88,10 @@ def test_pickle_that_runs_code_is_refused_in_a_pth_pair(tmp_path):
     assert not marker.exists()
 
 
-def test_pickle_that_runs_code_is_refused_in_a_hf_directory(tmp_path, capsys):
+def test_pickle_that_runs_code_is_refused_in_a_hf_directory(tmp_path):
     marker = tmp_path / "pwned"
-    d = tmp_path / "vae"
-    _tiny_vae(d)
+    d = save_tiny_autoencoder_kl(tmp_path / "vae")
     (d / "diffusion_pytorch_model.safetensors").unlink()
     torch.save(_evil_state_dict(marker), d / "diffusion_pytorch_model.bin")
-    assert main(["probe", str(d), "--out", str(tmp_path / "run"), "--quiet"]) == 2
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "refused to load" in err[0]
+    assert_one_line_error(run_cli("probe", d, "--out", tmp_path / "run", "--quiet"), "refused to load")
     assert not marker.exists()

@@ -4,20 +4,20 @@ from __future__ import annotations
 import pytest
 import torch
 
+from builders import tiny_autoencoder_kl
 from latentfield.adapters import AdapterError, load_adapter
 from latentfield.probe.rundir import ProbeConfig, run_probe
 
 
 @pytest.fixture(scope="module")
 def vae_dir(tmp_path_factory):
-    from diffusers import AutoencoderKL
-    torch.manual_seed(0)
-    vae = AutoencoderKL(block_out_channels=(8, 16), down_block_types=("DownEncoderBlock2D",) * 2,
-                        up_block_types=("UpDecoderBlock2D",) * 2, norm_num_groups=4, latent_channels=4,
-                        layers_per_block=1, sample_size=16, scaling_factor=0.5, shift_factor=0.1)
+    # two stages (2x down), 4 latent channels, a scaling and a shift factor to undo
+    vae = tiny_autoencoder_kl(block_out_channels=(8, 16), down_block_types=("DownEncoderBlock2D",) * 2,
+                              up_block_types=("UpDecoderBlock2D",) * 2, latent_channels=4, sample_size=16,
+                              scaling_factor=0.5, shift_factor=0.1)
     path = tmp_path_factory.mktemp("vae") / "tiny-vae"
     vae.save_pretrained(path)
-    return path, vae.eval()
+    return path, vae
 
 
 def test_shapes_range_and_posterior_mean(vae_dir):

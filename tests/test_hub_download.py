@@ -10,21 +10,12 @@ import pickle
 import pytest
 import torch
 
+from builders import assert_one_line_error, run_cli, save_tiny_autoencoder_kl
 from hub_server import HubServer
 from latentfield.adapters import AdapterError, load_adapter
-from latentfield.probe.cli import main
+from latentfield.probe.cli import as_flags, main
 
 REPO = "acme/tiny-vae"
-
-
-def _tiny_vae(path, seed=0):
-    """A real diffusers AutoencoderKL (one 8-channel stage, 2 latent channels), saved with save_pretrained."""
-    from diffusers import AutoencoderKL
-    torch.manual_seed(seed)
-    AutoencoderKL(block_out_channels=(8,), down_block_types=("DownEncoderBlock2D",),
-                  up_block_types=("UpDecoderBlock2D",), norm_num_groups=4, latent_channels=2,
-                  layers_per_block=1, sample_size=8).save_pretrained(path)
-    return path
 
 
 def _sha(path):
@@ -54,17 +45,10 @@ def _weights_gets(hub):
     return hub.count("GET", ".safetensors") + hub.count("GET", ".bin")
 
 
-def _one_line_cli_error(capsys, argv):
-    assert main(argv) == 2
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith("latentfield: error: "), err
-    return err[0]
-
-
 # -- download, cache, revisions -------------------------------------------------------------------
 
 def test_first_download_fetches_only_the_files_the_family_reads(hub, tmp_path):
-    src = _tiny_vae(tmp_path / "src")
+    src = save_tiny_autoencoder_kl(tmp_path / "src")
     files = {p.name: p.read_bytes() for p in src.iterdir()}
     files["diffusion_pytorch_model.fp16.safetensors"] = b"a variant latentfield must not fetch"
     files["README.md"] = b"# tiny"
@@ -85,7 +69,7 @@ def test_first_download_fetches_only_the_files_the_family_reads(hub, tmp_path):
 
 
 def test_cached_rerun_downloads_nothing_and_survives_a_stopped_hub(hub, tmp_path):
-    hub.add_folder(REPO, _tiny_vae(tmp_path / "src"))
+    hub.add_folder(REPO, save_tiny_autoencoder_kl(tmp_path / "src"))
     first = load_adapter(REPO)
     assert _weights_gets(hub) == 1
     again = load_adapter(REPO)
@@ -96,8 +80,8 @@ def test_cached_rerun_downloads_nothing_and_survives_a_stopped_hub(hub, tmp_path
 
 
 def test_pinned_revision_loads_the_old_weights(hub, tmp_path):
-    old = hub.add_folder(REPO, _tiny_vae(tmp_path / "v1", seed=0), tags=("v1",))
-    new = hub.add_folder(REPO, _tiny_vae(tmp_path / "v2", seed=1))
+    old = hub.add_folder(REPO, save_tiny_autoencoder_kl(tmp_path / "v1", seed=0), tags=("v1",))
+    new = hub.add_folder(REPO, save_tiny_autoencoder_kl(tmp_path / "v2", seed=1))
     latest, pinned = load_adapter(REPO), load_adapter(f"{REPO}@v1")
     assert latest.provenance["commit"] == new and pinned.provenance["commit"] == old
     assert pinned.provenance["revision"] == "v1" and pinned.name == f"{REPO}@v1"
@@ -112,7 +96,7 @@ def test_pinned_revision_loads_the_old_weights(hub, tmp_path):
 
 def test_pipeline_repo_resolves_to_its_vae(hub, tmp_path):
     pipe = tmp_path / "pipe"
-    _tiny_vae(pipe / "vae")
+    save_tiny_autoencoder_kl(pipe / "vae")
     (pipe / "model_index.json").write_text(json.dumps({"_class_name": "StableDiffusionPipeline",
                                                        "vae": ["diffusers", "AutoencoderKL"]}))
     (pipe / "unet").mkdir()
@@ -132,19 +116,20 @@ def test_pipeline_repo_resolves_to_its_vae(hub, tmp_path):
 
 # -- offline --------------------------------------------------------------------------------------
 
-def test_offline_uses_the_cache_and_names_a_missing_entry(hub, tmp_path, monkeypatch, capsys):
-    hub.add_folder(REPO, _tiny_vae(tmp_path / "src"), tags=("v1",))
+def test_offline_uses_the_cache_and_names_a_missing_entry(hub, tmp_path, monkeypatch):
+    hub.add_folder(REPO, save_tiny_autoencoder_kl(tmp_path / "src"), tags=("v1",))
     online = load_adapter(REPO)
     n = len(hub.requests)
     # --offline / local_files_only=True: from the cache, no request at all.
     assert load_adapter(REPO, local_files_only=True).fingerprint == online.fingerprint
-    hub.add_folder("acme/other", _tiny_vae(tmp_path / "other", seed=3))
+    hub.add_folder("acme/other", save_tiny_autoencoder_kl(tmp_path / "other", seed=3))
     with pytest.raises(AdapterError) as e:
         load_adapter("acme/other", local_files_only=True)
     msg = str(e.value)
-    assert msg.startswith("acme/other is not in the local Hugging Face cache") and "--offline" in msg and "\n" not in msg
+    assert msg.startswith("acme/other is not in the local Hugging Face cache") and "`local_files_only`" in msg and "\n" not in msg
+    assert "downloads are off (--offline)" in as_flags(msg)  # the CLI's words
     assert "nor is there a local folder acme/other" in msg  # a mistyped local path reads as an id: say both
-    line = _one_line_cli_error(capsys, ["probe", "acme/other", "--offline", "--out", str(tmp_path / "r"), "--quiet"])
+    line = assert_one_line_error(run_cli("probe", "acme/other", "--offline", "--out", str(tmp_path / "r"), "--quiet"))
     assert "downloads are off (--offline" in line
     with pytest.raises(AdapterError, match=r"acme/tiny-vae@v1 is not in the local Hugging Face cache"):
         load_adapter(f"{REPO}@v1", local_files_only=True)  # main is cached, the tag never was
@@ -159,7 +144,7 @@ def test_offline_uses_the_cache_and_names_a_missing_entry(hub, tmp_path, monkeyp
 
 
 def test_unreachable_hub_and_no_cache_is_one_line(hub, tmp_path):
-    hub.add_folder(REPO, _tiny_vae(tmp_path / "src"))
+    hub.add_folder(REPO, save_tiny_autoencoder_kl(tmp_path / "src"))
     hub.stop()
     with pytest.raises(AdapterError) as e:
         load_adapter(REPO)
@@ -169,7 +154,7 @@ def test_unreachable_hub_and_no_cache_is_one_line(hub, tmp_path):
 # -- pickle policy --------------------------------------------------------------------------------
 
 def _pickle_repo(hub, tmp_path, repo, state_dict):
-    src = _tiny_vae(tmp_path / repo.replace("/", "_"))
+    src = save_tiny_autoencoder_kl(tmp_path / repo.replace("/", "_"))
     files = {"config.json": (src / "config.json").read_bytes()}
     torch.save(state_dict(src), tmp_path / "w.bin")
     files["diffusion_pytorch_model.bin"] = (tmp_path / "w.bin").read_bytes()
@@ -192,14 +177,15 @@ class _Payload:
         return (open, (self.marker, "w"))
 
 
-def test_pickle_only_repo_is_refused_unless_opted_in_and_then_weights_only(hub, tmp_path, monkeypatch, capsys):
+def test_pickle_only_repo_is_refused_unless_opted_in_and_then_weights_only(hub, tmp_path, monkeypatch):
     src = _pickle_repo(hub, tmp_path, "acme/pickled", _real_state_dict)
     with pytest.raises(AdapterError) as e:
         load_adapter("acme/pickled")
     msg = str(e.value)
-    assert "only pickle weights" in msg and "safe_serialization=True" in msg and "allow_pickle=True" in msg
+    assert "only pickle weights" in msg and "safe_serialization=True" in msg and "`allow_pickle`=True" in msg
+    assert "opt in with --model-option allow_pickle=True" in as_flags(msg)  # the CLI's words
     assert "\n" not in msg and hub.count("GET", ".bin") == 0  # refused before a byte of it was fetched
-    line = _one_line_cli_error(capsys, ["probe", "acme/pickled", "--out", str(tmp_path / "r"), "--quiet"])
+    line = assert_one_line_error(run_cli("probe", "acme/pickled", "--out", str(tmp_path / "r"), "--quiet"))
     assert "only pickle weights" in line
     # Opted in: loaded, and every torch.load on the way is weights_only=True.
     calls = []
@@ -209,8 +195,8 @@ def test_pickle_only_repo_is_refused_unless_opted_in_and_then_weights_only(hub, 
     assert calls and all(w is True for w in calls)
     assert a.fingerprint == load_adapter(str(src)).fingerprint
     assert set(a.provenance["files"]) == {"config.json", "diffusion_pytorch_model.bin"}
-    line = _one_line_cli_error(capsys, ["probe", "acme/pickled", "--model-option", "allow_pickle=maybe",
-                                        "--out", str(tmp_path / "r2"), "--quiet"])
+    line = assert_one_line_error(run_cli("probe", "acme/pickled", "--model-option", "allow_pickle=maybe",
+                                             "--out", str(tmp_path / "r2"), "--quiet"))
     assert "allow_pickle must be true or false" in line  # an opt-in is never guessed from a typo
 
 
@@ -229,23 +215,23 @@ def test_pickle_that_runs_code_stays_refused_with_allow_pickle(hub, tmp_path):
 
 # -- errors ---------------------------------------------------------------------------------------
 
-def test_unknown_id_and_unknown_revision_name_their_cause(hub, tmp_path, capsys):
-    hub.add_folder(REPO, _tiny_vae(tmp_path / "src"))
-    line = _one_line_cli_error(capsys, ["probe", "acme/missing", "--out", str(tmp_path / "r"), "--quiet"])
+def test_unknown_id_and_unknown_revision_name_their_cause(hub, tmp_path):
+    hub.add_folder(REPO, save_tiny_autoencoder_kl(tmp_path / "src"))
+    line = assert_one_line_error(run_cli("probe", "acme/missing", "--out", str(tmp_path / "r"), "--quiet"))
     assert "acme/missing: no such local path, and no such model repository on the Hub" in line
-    line = _one_line_cli_error(capsys, ["probe", f"{REPO}@v9", "--out", str(tmp_path / "r"), "--quiet"])
+    line = assert_one_line_error(run_cli("probe", f"{REPO}@v9", "--out", str(tmp_path / "r"), "--quiet"))
     assert "revision 'v9' not found on the Hub" in line
     with pytest.raises(AdapterError, match="revision '0{40}' not found"):
         load_adapter(REPO, revision="0" * 40)  # a commit hash skips the revision lookup: still named
 
 
-def test_gated_repo_needs_a_token_and_never_prints_it(hub, tmp_path, monkeypatch, capsys):
-    hub.add_folder("acme/gated", _tiny_vae(tmp_path / "src"))
+def test_gated_repo_needs_a_token_and_never_prints_it(hub, tmp_path, monkeypatch):
+    hub.add_folder("acme/gated", save_tiny_autoencoder_kl(tmp_path / "src"))
     hub.gate("acme/gated", token="hf_secret_token_123")
-    line = _one_line_cli_error(capsys, ["probe", "acme/gated", "--out", str(tmp_path / "r"), "--quiet"])
+    line = assert_one_line_error(run_cli("probe", "acme/gated", "--out", str(tmp_path / "r"), "--quiet"))
     assert "acme/gated is a gated repository" in line and "HF_TOKEN" in line
     monkeypatch.setenv("HF_TOKEN", "hf_wrong_token_456")
-    line = _one_line_cli_error(capsys, ["probe", "acme/gated", "--out", str(tmp_path / "r"), "--quiet"])
+    line = assert_one_line_error(run_cli("probe", "acme/gated", "--out", str(tmp_path / "r"), "--quiet"))
     assert "gated repository" in line and "hf_wrong_token_456" not in line
     monkeypatch.setenv("HF_TOKEN", "hf_secret_token_123")  # huggingface_hub's own token handling
     a = load_adapter("acme/gated")
@@ -257,7 +243,7 @@ def test_gated_repo_needs_a_token_and_never_prints_it(hub, tmp_path, monkeypatch
 # -- integrity and provenance ---------------------------------------------------------------------
 
 def test_altered_cached_weights_are_refused(hub, tmp_path, monkeypatch):
-    hub.add_folder(REPO, _tiny_vae(tmp_path / "src"))
+    hub.add_folder(REPO, save_tiny_autoencoder_kl(tmp_path / "src"))
     a = load_adapter(REPO)
     blobs = tmp_path / "hf-cache" / "models--acme--tiny-vae" / "blobs"
     weights = blobs / a.provenance["files"]["diffusion_pytorch_model.safetensors"]
@@ -270,7 +256,7 @@ def test_altered_cached_weights_are_refused(hub, tmp_path, monkeypatch):
 
 
 def test_local_checkpoints_carry_path_and_sha256(tmp_path, taef2_dir):
-    src = _tiny_vae(tmp_path / "pipe" / "vae")
+    src = save_tiny_autoencoder_kl(tmp_path / "pipe" / "vae")
     (tmp_path / "pipe" / "model_index.json").write_text(json.dumps({"vae": ["diffusers", "AutoencoderKL"]}))
     p = load_adapter(str(tmp_path / "pipe")).provenance
     assert p["path"] == str((tmp_path / "pipe").resolve())
@@ -284,8 +270,8 @@ def test_local_checkpoints_carry_path_and_sha256(tmp_path, taef2_dir):
         "taef2_decoder.pth": "0a44a31e1ae59eb9dbf9359d24942fd3ef5928162c1800d97a28c61d51be0ab5"}
 
 
-def test_audit_of_a_hub_id_records_and_reproduces_its_commit(hub, tmp_path, capsys):
-    hub.add_folder(REPO, _tiny_vae(tmp_path / "src"))
+def test_audit_of_a_hub_id_records_and_reproduces_its_commit(hub, tmp_path):
+    hub.add_folder(REPO, save_tiny_autoencoder_kl(tmp_path / "src"))
     out = tmp_path / "audit"
     assert main(["audit", REPO, "--seeds", "8", "--max-steps", "40", "--out", str(out), "--quiet"]) == 0
     report = json.loads((out / "report.json").read_text())
@@ -297,7 +283,7 @@ def test_audit_of_a_hub_id_records_and_reproduces_its_commit(hub, tmp_path, caps
     html = (out / "report.html").read_text()
     assert prov["commit"] in html and f"latentfield audit {REPO}@{prov['commit']}" in html
     # main moves on; the report's id + commit still name exactly the audited weights.
-    hub.add_folder(REPO, _tiny_vae(tmp_path / "v2", seed=5))
+    hub.add_folder(REPO, save_tiny_autoencoder_kl(tmp_path / "v2", seed=5))
     assert load_adapter(REPO).fingerprint != report["fingerprint"]
     again = tmp_path / "again"
     assert main(["audit", f"{prov['repo_id']}@{prov['commit']}", "--seeds", "8", "--max-steps", "40",
