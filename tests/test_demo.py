@@ -2,9 +2,6 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import torch
@@ -12,7 +9,8 @@ import torch
 from latentfield.adapters import load_adapter
 from latentfield.probe.analyses.memorization import memorization_coefficient
 from latentfield.probe.engine.latents import decode_unit
-from latentfield.probe.workflows.audit import reference_sets
+from latentfield.probe.cli import main
+from latentfield.probe.workflows.audit import audit, reference_sets
 from latentfield.probe.workflows.train_demo import RECIPES, DemoRecipe, train_demo, training_subset
 from latentfield.probe.rundir import ProbeConfig, run_probe
 
@@ -53,22 +51,29 @@ def test_train_demo_is_deterministic():
     assert rec_a == rec_b and len(rec_a["train_indices"]) == 32
 
 
-def test_audit_demo_end_to_end(tmp_path):
-    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    res = subprocess.run([sys.executable, "-m", "latentfield.probe.cli", "audit", "demo:memorize", "--seeds", "48",
-                          "--max-steps", "300", "--quiet", "--out", str(tmp_path)], capture_output=True, text=True,
-                         env=env, timeout=600)
-    assert res.returncode == 0, res.stderr
-    assert "report.html" in res.stdout
+def test_audit_demo_end_to_end(tmp_path, capsys):
+    """The API returns the typed result and writes it as report.json; the CLI renders and prints the same."""
+    result = audit(load_adapter("demo:memorize"), tmp_path, ProbeConfig(n_seeds=48, max_steps=300), progress=False)
     report = json.loads((tmp_path / "report.json").read_text())
-    for key in ("model", "fingerprint", "n_seeds", "n_converged", "n_max_steps", "n_diverged", "n_attractors",
-                "steps_median"):
-        assert key in report, key
-    assert report["model"] == "demo:memorize" and report["n_seeds"] == 48
-    assert report["n_converged"] + report["n_max_steps"] + report["n_diverged"] == 48
-    assert sum(report["basin_sizes"]) == report["n_converged"]
+    assert report == result.to_json()  # report.json is the result, nothing added or renamed on the way
+    assert list(report)[:2] == ["schema_version", "verdict"] and report["schema_version"] == 1
+    assert not {"n_converged", "n_max_steps", "n_diverged", "steps_median", "steps_p90", "steps_max",
+                "probe_config"} & set(report)  # the old flat aliases are gone
+    c = result.convergence
+    assert report["model"] == "demo:memorize" and report["n_seeds"] == c.n_seeds == 48
+    assert sum(report["counts"].values()) == 48 and report["counts"] == dict(c.counts)
+    assert sum(report["basin_sizes"]) == c.n_converged and list(c.basin_sizes) == sorted(c.basin_sizes, reverse=True)
+    assert set(report["steps_to_converge"]) == {"median", "p90", "max"}
     mem = report["memorization"]
     assert {"mean", "std", "baseline_mean"} <= set(mem) and mem["mean"] > mem["baseline_mean"]
+    assert mem["per_attractor"] == list(result.memorization.per_attractor) and len(mem["per_attractor"]) == c.n_attractors
+    assert report["verdict"] == result.verdict.to_json()
+
+    assert main(["audit", "demo:memorize", "--seeds", "48", "--max-steps", "300", "--quiet",
+                 "--out", str(tmp_path)]) == 0  # resumes the probe above
+    out = capsys.readouterr().out
+    assert f"{c.n_converged}/48 seeds converged to {c.n_attractors} attractors" in out and "report.html" in out
+    assert json.loads((tmp_path / "report.json").read_text())["basin_sizes"] == report["basin_sizes"]
     html = (tmp_path / "report.html").read_text()
     n_imgs = html.count("<img src='data:image/png;base64,")
     assert n_imgs >= 2 * report["n_attractors"]  # each attractor beside its nearest training image

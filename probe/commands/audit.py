@@ -4,11 +4,11 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..report.audit import audit
-from ..workflows.audit import reference_sets
+from ..workflows.audit import audit, reference_sets
+from ..report.audit import write_report
 from ..data import load_images
 from latentfield.adapters.errors import UsageError
-from ..report.messages import describe_captured, describe_unconverged
+from ..report.messages import captured_line, unconverged_line
 from .common import add_model_args, add_probe_args, model_from_args, probe_config
 
 
@@ -40,16 +40,19 @@ def run(args: argparse.Namespace) -> int:
     if args.ood:
         options["ood"] = {Path(src).stem if Path(src).exists() else str(src): load_images(src, adapter.image_shape)
                           for src in args.ood}
-    data = audit(adapter, args.out, probe_config(args), train=train, heldout=heldout, progress=not args.quiet,
-                 options=options)
-    mem = data.get("memorization") or {}
-    line = (f"{adapter.name}: {data['n_converged']}/{data['n_seeds']} seeds converged to {data['n_attractors']} "
-            f"attractors")
-    if mem.get("mean") is not None:
-        line += f"; memorization {mem['mean']:.3f} (held-out baseline {mem.get('baseline_mean', float('nan')):.3f})"
+    result = audit(adapter, args.out, probe_config(args), train=train, heldout=heldout, progress=not args.quiet,
+                   options=options)
+    _, page = write_report(result, args.out)
+    c, mem = result.convergence, result.memorization
+    line = f"{adapter.name}: {c.n_converged}/{c.n_seeds} seeds converged to {c.n_attractors} attractors"
+    if mem is not None:
+        line += f"; memorization {mem.mean:.3f}"
+        if mem.baseline_mean is not None:
+            line += f" (held-out baseline {mem.baseline_mean:.3f})"
     print(line)
-    for note in (describe_unconverged(data), describe_captured(data)):
+    for note in (unconverged_line(c.unconverged, c.n_seeds),
+                 captured_line(c.n_captured, c.captured_status, c.counts, c.n_seeds)):
         if note:
             print(note)
-    print(f"report: {args.out}/report.html")
+    print(f"report: {page}")
     return 0

@@ -1,7 +1,6 @@
-"""Self-contained reports: ``report.json`` for machines and ``report.html`` (images embedded) for people.
-
-A report is a list of sections; each contributes a key to the JSON and a block of HTML. This module holds
-the page and its building blocks (tables, embedded images and figures, atomic figure files).
+"""Self-contained HTML reports (images embedded) for people: the page and its building blocks (tables,
+embedded images and figures, figure files). Files are written through ``rundir.output`` (atomic, the main
+process only); the numbers a report shows come from a workflow's result, which writes its own JSON.
 """
 from __future__ import annotations
 
@@ -16,11 +15,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from latentfield.adapters import atomic
-
-from ..rundir.distributed import is_main_process
-
 from ..image_files import png_bytes, to_pil
+from ..rundir import output
 
 _CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
@@ -38,19 +34,14 @@ img{max-width:100%;height:auto}table{display:block;width:max-content;max-width:1
 
 @dataclass
 class Report:
+    """A page: a title and (title, HTML body) sections in reading order."""
+
     title: str
-    data: dict[str, Any] = field(default_factory=dict)
     sections: list[tuple[str, str]] = field(default_factory=list)
 
-    def add(self, title: str, body_html: str, **data: Any) -> None:
-        """Add an HTML section and merge ``data`` into the JSON report."""
+    def add(self, title: str, body_html: str) -> None:
+        """Append a section."""
         self.sections.append((title, body_html))
-        self.data.update(data)
-
-    def add_first(self, title: str, body_html: str, **data: Any) -> None:
-        """Like :meth:`add`, but the section opens the page and its keys open the JSON."""
-        self.sections.insert(0, (title, body_html))
-        self.data = {**data, **{k: v for k, v in self.data.items() if k not in data}}
 
     def html(self) -> str:
         body = "\n".join(f"<h2>{html.escape(t)}</h2>\n{b}" for t, b in self.sections)
@@ -59,12 +50,9 @@ class Report:
                 f"<title>{html.escape(self.title)}</title><style>{_CSS}</style></head>"
                 f"<body><h1>{html.escape(self.title)}</h1>\n{body}\n</body></html>\n")
 
-    def write(self, out: str | Path) -> tuple[Path, Path]:
-        out = Path(out)
-        if is_main_process():  # under torchrun every rank builds the report; one writes it
-            atomic.write_json(out / "report.json", self.data)
-            atomic.write_text(out / "report.html", self.html())
-        return out / "report.json", out / "report.html"
+    def write(self, path: str | Path) -> Path:
+        """The page as ``path`` (atomic; under torchrun every rank builds it and the main process writes it)."""
+        return output.write_text(path, self.html())
 
 
 def table(rows: Iterable[Sequence[Any]], header: Sequence[str] | None = None) -> str:
@@ -98,11 +86,9 @@ def figure_png(fig: Any, dpi: int = 110) -> bytes:
     return figure_bytes(fig, "png", dpi)
 
 
-def write_figure(fig: Any, path: str | Path) -> None:
-    """Matplotlib figure -> PNG file, written atomically (the figure is closed)."""
-    png = figure_png(fig)
-    if is_main_process():
-        atomic.write_bytes(path, png)
+def write_figure(fig: Any, path: str | Path) -> Path:
+    """Matplotlib figure -> PNG file (through ``rundir.output``: atomic, main process only; the figure is closed)."""
+    return output.write_bytes(path, figure_png(fig))
 
 
 def png_uri(img: Image.Image) -> str:
