@@ -109,16 +109,16 @@ def test_audit_sections(checkpoints, tmp_path):
     rep = json.loads((out / "report.json").read_text())
     mem = rep["memorization"]
     assert {"mean", "std", "baseline_mean", "noise_baseline_mean", "copy_rate", "noise_copy_rate", "ct_statistic"} <= set(mem)
-    assert mem["ct_statistic"]["n_generated"] == rep["n_converged"]
+    assert mem["ct_statistic"]["n_generated"] == rep["counts"]["converged"]
     assert rep["generalization_entropy"]["attractors"]["n_components"] >= 0
     assert "mse_attractors" in rep["dictionary"]
     assert set(rep["ood"]["auroc"]["noise"]) == set(rep["ood"]["methods"])
     assert "fpr95" in rep["ood"]
     html = (out / "report.html").read_text()
     assert "Out-of-distribution detection" in html and "calibrated copy rate" in html and "Meehan" in html
-    # The verdict opens the page and the JSON, and is the numbers' reading: near-copies are the attractors
-    # (ranked by basin) above the calibrated threshold, their seed share their basins' share.
-    assert list(rep)[0] == "verdict" and html.index("<h2>Verdict") < html.index("<h2>Model and probe")
+    # The verdict opens the page and the JSON (after its schema version), and is the numbers' reading:
+    # near-copies are the attractors (ranked by basin) above the calibrated threshold, their seed share their basins'.
+    assert list(rep)[:2] == ["schema_version", "verdict"] and html.index("<h2>Verdict") < html.index("<h2>Model and probe")
     v, sizes = rep["verdict"], np.array(rep["basin_sizes"])
     assert list(sizes) == sorted(sizes, reverse=True)
     hit = np.array(mem["per_attractor"]) > mem["copy_threshold_cosine"]
@@ -135,10 +135,11 @@ def test_audit_sections(checkpoints, tmp_path):
     assert [a["attractor_id"] for a in rep["attractors"]] == rep["attractor_ids"]
     for a, cos in zip(rep["attractors"], mem["per_attractor"]):
         assert len(a["nearest_train"]) == 3 and a["nearest_train"][0]["cosine"] == pytest.approx(cos)
-    # summary.json's names, with the old ones kept as aliases
+    # summary.json's names, and no older aliases beside them
     summary = json.loads((out / "probe" / "summary.json").read_text())
-    assert rep["config"] == summary["config"] == rep["probe_config"] and rep["counts"] == summary["counts"]
-    assert rep["n_converged"] == rep["counts"]["converged"] and rep["steps_to_converge"] == summary["steps_to_converge"]
+    assert rep["config"] == summary["config"] and rep["counts"] == summary["counts"]
+    assert rep["steps_to_converge"] == summary["steps_to_converge"] and rep["run_key"] == summary["run_key"]
+    assert not {"probe_config", "n_converged", "steps_median"} & set(rep)
 
 
 def test_audit_ood_without_training_images_is_a_one_line_error(checkpoints, tmp_path, capsys):

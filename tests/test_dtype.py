@@ -156,7 +156,7 @@ def test_audit_bfloat16_names_the_dtype(tmp_path, capsys):
     out = tmp_path / "a"
     assert main(["audit", "demo", "--dtype", "bfloat16", "--seeds", "16", "--out", str(out), "--quiet"]) == 0
     report = json.loads((out / "report.json").read_text())
-    assert report["dtype"] == "bfloat16" and report["n_converged"] > 0 and report["memorization"]["mean"] > 0
+    assert report["dtype"] == "bfloat16" and report["counts"]["converged"] > 0 and report["memorization"]["mean"] > 0
     assert "<td>dtype</td><td>bfloat16" in (out / "report.html").read_text()
     assert load_file(str(out / "probe" / "attractors.safetensors"))["end_points"].dtype == torch.float32
 

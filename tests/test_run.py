@@ -158,5 +158,5 @@ def test_probe_command_says_how_far_unconverged_seeds_were(tmp_path):
                   "--quiet")
     assert res.returncode == 0, res.stderr
     report = json.loads((tmp_path / "audit" / "report.json").read_text())
-    assert report["unconverged"]["n"] == report["n_max_steps"] > 0
+    assert report["unconverged"]["n"] == report["counts"]["max_steps"] > 0
     assert f"{report['unconverged']['n']} of 16 seeds stopped at max steps (12) still moving" in res.stdout
