@@ -89,7 +89,7 @@ def fetch_model(repo_id: str, revision: str | None = None, subfolder: str | None
             raise AdapterError(
                 f"{label} offers only pickle weights ({weights}), which can run code when loaded: refused. Convert "
                 "them where you trust the file (load the model and save_pretrained(DIR, safe_serialization=True)) "
-                "and pass DIR, or opt in with allow_pickle=True (--model-option allow_pickle=true), which loads "
+                "and pass DIR, or opt in with `allow_pickle`=True, which loads "
                 "them with torch.load(weights_only=True)")
         files = (["model_index.json"] if folder and not sub and "model_index.json" in names else []) + chosen.files
         for name in files:  # by commit hash: a cached file is returned without a request
@@ -189,12 +189,12 @@ def _hub_errors(repo_id: str, label: str, revision: str | None, offline: bool, l
     except errors.LocalEntryNotFoundError as e:  # includes an incomplete cached snapshot
         cause = e.__cause__
         if offline or isinstance(cause, errors.OfflineModeIsEnabled):
-            switch = "--offline / local_files_only=True" if local_files_only else "HF_HUB_OFFLINE=1"
+            switch = "`local_files_only`" if local_files_only else "HF_HUB_OFFLINE=1"
             raise AdapterError(
                 f"{label} is not in the local Hugging Face cache ({cache_dir}) and downloads are off ({switch}), "
                 f"nor is there a local folder {repo_id}; "
-                f"run once with network access, or download it where there is network (hf download {repo_id} "
-                "--local-dir DIR) and pass the local directory DIR") from None
+                f"run once with network access, or download it where there is network (`hf download {repo_id} "
+                "--local-dir DIR`) and pass the local directory DIR") from None
         why = f"{type(cause).__name__}: {_first_line(cause)}" if cause else _first_line(e)
         raise AdapterError(f"{label} is not in the local Hugging Face cache ({cache_dir}), nor a local folder, and "
                            f"the Hub ({endpoint}) cannot be reached ({why}); check the path, the network and "

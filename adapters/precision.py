@@ -40,10 +40,10 @@ def check_supported(dtype: torch.dtype, device: torch.device) -> None:
     """Refuse, in one line, a dtype the device cannot run: float16 on CPU (many CPU kernels lack it or
     run it emulated), bfloat16 on a CUDA GPU older than Ampere."""
     if dtype == torch.float16 and device.type == "cpu":
-        raise AdapterError("float16 is not supported on CPU: use --dtype bfloat16 (works on CPU) or a GPU (--device cuda)")
+        raise AdapterError("float16 is not supported on CPU: use `dtype` bfloat16 (works on CPU) or a GPU (`device` cuda)")
     if dtype == torch.bfloat16 and device.type == "cuda" and not torch.cuda.is_bf16_supported():
         raise AdapterError(f"bfloat16 is not supported on {torch.cuda.get_device_name(device)}: "
-                           "use --dtype float16 or float32")
+                           "use `dtype` float16 or float32")
 
 
 __all__ = ["DTYPES", "LOW_PRECISION", "parse_dtype", "dtype_name", "check_supported"]

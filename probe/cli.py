@@ -108,10 +108,13 @@ class _StderrHandler(logging.StreamHandler):
 
 
 # Library errors name parameters in backticks (`max_steps`); on the command line they are flags.
+# tests/test_error_messages.py checks that every backticked parameter with a flag of the same name is here.
 FLAGS = {"out": "--out", "record_every": "--record-every", "checkpoint": "--checkpoint", "device": "--device",
-         "max_steps": "--max-steps", "tol": "--tol", "image_shape": "--image-shape", "fit_set": "--fit-set",
-         "embed": "--embed", "chunk_size": "--chunk-size", "batch_size": "--batch-size", "n_seeds": "--seeds",
-         "seed": "--seed"}
+         "dtype": "--dtype", "max_steps": "--max-steps", "tol": "--tol", "image_shape": "--image-shape",
+         "fit_set": "--fit-set", "embed": "--embed", "embedder": "--embed", "chunk_size": "--chunk-size",
+         "batch_size": "--batch-size", "n_seeds": "--seeds", "seed": "--seed", "local_files_only": "--offline",
+         "adapter": "--model SPEC",  # only `latentfield index` names the model by a flag; nothing else raises it
+         "allow_pickle": "--model-option allow_pickle"}
 
 
 def as_flags(message: str) -> str:

@@ -46,7 +46,7 @@ def find_run(path: str | Path) -> Path:
     if not path.exists():
         raise UsageError(f"{path}: no such run directory")
     raise UsageError(f"{path}: not a finished probe run (no attractors.safetensors and summary.json here or in "
-                     f"{path / 'probe'}); give the --out of `latentfield probe` or `latentfield audit`")
+                     f"{path / 'probe'}); give the output folder of `latentfield probe` or `latentfield audit`")
 
 
 def run_model(run: str | Path) -> dict[str, Any]:
@@ -75,7 +75,7 @@ def build_index(adapter: Adapter, result: ProbeResult, *, embedder: Adapter | No
     the model's fingerprint and, in its metadata, the space, the reference encoder and the basin sizes."""
     if len(result.attractors) == 0:
         raise UsageError(f"{run or 'the run'}: no seed converged, so there are no attractors to index "
-                         "(probe again with more --max-steps or a larger --tol)")
+                         "(probe again with a larger `max_steps` or `tol`)")
     index = AttractorIndex.build(attractor_vectors(adapter, result.attractors, embedder), metric, kind,
                                  fingerprint=adapter.fingerprint)
     index.meta = {"model": adapter.name, "space": "embed" if embedder is not None else "latent",
@@ -93,15 +93,15 @@ def load_index(path: str | Path, adapter: Adapter, embedder: Adapter | None = No
     index = AttractorIndex.load(path, fingerprint=adapter.fingerprint)
     if "basin_sizes" not in index.meta:  # e.g. extract's index.faiss: attractors in rank order, no basins
         raise UsageError(f"{path}: not an index of `latentfield index` (no basin sizes beside it); "
-                         "build one with: latentfield index RUN --reference DATA --out DIR")
+                         "build one with `latentfield index RUN --reference DATA --out DIR`")
     space = index.meta.get("space", "latent")
     if space == "embed" and embedder is None:
-        raise UsageError(f"{path} indexes embeddings by {index.meta.get('embed')}; give --embed SPEC for it")
+        raise UsageError(f"{path} indexes embeddings by {index.meta.get('embed')}; give that encoder as `embedder`")
     if space == "latent" and embedder is not None:
-        raise UsageError(f"{path} indexes latents of {index.meta.get('model')}, not embeddings; drop --embed")
+        raise UsageError(f"{path} indexes latents of {index.meta.get('model')}, not embeddings; drop `embedder`")
     if embedder is not None and index.meta.get("embed_fingerprint") not in (None, embedder.fingerprint):
         raise UsageError(f"{path} was built with another reference encoder ({index.meta.get('embed')}, "
-                         f"fingerprint {str(index.meta['embed_fingerprint'])[:12]}...); rebuild it with this --embed")
+                         f"fingerprint {str(index.meta['embed_fingerprint'])[:12]}...); rebuild it with this `embedder`")
     dim = int(np.prod(model.latent_shape))
     if index.dim != dim:
         raise UsageError(f"{path} indexes {index.dim}-dimensional vectors, {model.name}'s latents have {dim}")
@@ -163,7 +163,7 @@ def index_run(run: str | Path | None, images: torch.Tensor, out: str | Path, *, 
         recorded = run_model(run_path).get("fingerprint")
         if recorded and recorded != adapter.fingerprint:
             raise UsageError(f"{run_path} was probed with another model (fingerprint {recorded[:12]}..., "
-                             f"{adapter.name} is {adapter.fingerprint[:12]}...); give --model SPEC of that model")
+                             f"{adapter.name} is {adapter.fingerprint[:12]}...); give the model that made it (`adapter`)")
         index = build_index(adapter, load_result(run_path), embedder=embedder, metric=metric, kind=kind, run=run_path)
         source = str(run_path)
     if len(images) == 0:
