@@ -24,7 +24,9 @@ def test_readme_python_block_runs_and_matches_the_cli(tmp_path, monkeypatch, cap
     assert (tmp_path / "runs" / "mem" / "summary.json").exists()
     assert (tmp_path / "runs" / "mem.faiss").exists() and (tmp_path / "runs" / "mem.faiss.json").exists()
     api = json.loads((tmp_path / "runs" / "mem-report" / "report.json").read_text())
+    assert api == scope["audited"].to_json() and api["schema_version"] == 1  # report.json is the result
     assert api["memorization"]["mean"] is not None  # the API, like the CLI, knows the demo's training set
+    assert (tmp_path / "runs" / "mem-report" / "report.html").exists()
 
     from latentfield.probe.cli import main
     assert main(["audit", "demo:memorize", "--out", str(tmp_path / "cli"), "--quiet"]) == 0
@@ -36,7 +38,10 @@ def test_readme_python_block_runs_and_matches_the_cli(tmp_path, monkeypatch, cap
 
 def test_everyday_names_import_from_the_package():
     import latentfield.probe as lp
-    for name in ("load_adapter", "run_probe", "ProbeConfig", "audit", "AttractorIndex", "load_images", "load_result"):
+    for name in ("load_adapter", "run_probe", "ProbeConfig", "audit", "write_report", "AttractorIndex", "load_images",
+                 "load_result"):
         assert callable(getattr(lp, name)), name
+    from latentfield.probe.workflows.audit import AuditResult, audit
+    assert lp.audit is audit and lp.AuditResult is AuditResult  # the workflow, not a report function
     with pytest.raises(AttributeError):
         lp.not_a_name  # noqa: B018
