@@ -130,7 +130,8 @@ def _import_path(folders: Sequence[Path | str]) -> Iterator[None]:
             sys.path.remove(p)
 
 
-def assert_one_line_error(res: CliResult, *needles: str, code: int = 2, prefix: str = "latentfield: error: ") -> str:
+def assert_one_line_error(res: CliResult | sp.CompletedProcess, *needles: str, code: int = 2,
+                          prefix: str = "latentfield: error: ") -> str:
     """The run exited with ``code`` and printed exactly one non-empty line on stderr, no traceback, starting
     with ``prefix`` and containing every needle; returns that line. ``prefix="latentfield: "`` with
     ``code=0`` checks a one-line notice of a run that went on."""

@@ -1,7 +1,8 @@
 """Several processes on one probe (torchrun, gloo on CPU) give exactly the single-process result.
 
 Each test launches real ``torchrun`` jobs (``python -m torch.distributed.run``) of the ``latentfield`` CLI
-with one thread per process, on a demo checkpoint with small settings.
+with one thread per process, on a demo checkpoint with small settings; the single-process runs they are
+compared with run in this process, on one thread too (``builders.run_cli``).
 """
 from __future__ import annotations
 
@@ -18,7 +19,10 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from builders import run_cli
+
 pytest.importorskip("accelerate")
+pytestmark = pytest.mark.usefixtures("one_thread")  # as each rank: bitwise equal results
 
 TESTS = Path(__file__).parent
 PROBE = ["demo:memorize", "--max-steps", "300", "--tol", "1e-4", "--batch-size", "8", "--quiet"]
@@ -44,7 +48,9 @@ def command(nproc: int, *args: str) -> list[str]:
 
 
 def launch(nproc: int, *args: str) -> subprocess.CompletedProcess:
-    res = subprocess.run(command(nproc, *args), capture_output=True, text=True, env=env(), timeout=600)
+    """``nproc`` ranks under torchrun; one process is this one (``cli.main``, nothing to launch)."""
+    res = run_cli(*args) if nproc == 1 else subprocess.run(command(nproc, *args), capture_output=True, text=True,
+                                                             env=env(), timeout=600)
     assert res.returncode == 0, res.stderr[-3000:]
     return res
 
@@ -139,10 +145,20 @@ def test_extract_and_index_write_their_outputs_from_rank_zero_only(tmp_path: Pat
     assert all(Path(w).is_relative_to(two / "probe") for w in written), written  # and wrote nothing else
 
 
+KILLED = ["probe", *PROBE, "--seeds", "96", "--chunk-size", "8"]
+
+
+@pytest.fixture(scope="module")
+def killed_reference(tmp_path_factory, one_thread) -> Path:
+    """The uninterrupted single-process run both resumes must reproduce."""
+    out = tmp_path_factory.mktemp("killed") / "ref"
+    launch(1, *KILLED, "--out", str(out))
+    return out
+
+
 @pytest.mark.parametrize("resume_nproc", [1, 2])
-def test_killed_two_process_run_resumes(tmp_path: Path, resume_nproc: int) -> None:
-    args = ["probe", *PROBE, "--seeds", "96", "--chunk-size", "8"]
-    launch(1, *args, "--out", str(tmp_path / "ref"))
+def test_killed_two_process_run_resumes(tmp_path: Path, killed_reference: Path, resume_nproc: int) -> None:
+    args = KILLED
     out = tmp_path / "run"
     job = subprocess.Popen(command(2, *args, "--out", str(out)), env=env(), start_new_session=True,
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -157,6 +173,6 @@ def test_killed_two_process_run_resumes(tmp_path: Path, resume_nproc: int) -> No
     done = len(list(chunks.glob("*.safetensors")))
     assert 3 <= done < 12 and not (out / "summary.json").exists(), done  # killed mid-run
     launch(resume_nproc, *args, "--out", str(out))
-    assert_same_probe(tmp_path / "ref", out)  # the same run key, whatever the process count of each session
+    assert_same_probe(killed_reference, out)  # the same run key, whatever the process count of each session
     sessions = json.loads((out / "environment.json").read_text())["sessions"]
     assert [s["world_size"] for s in sessions] == ([2] if resume_nproc == 2 else [2, 1]), sessions
