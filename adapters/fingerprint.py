@@ -58,6 +58,12 @@ def tensor_bytes(t: torch.Tensor) -> bytes:
     return t.view(torch.uint8).numpy().tobytes() if t.numel() else b""
 
 
+def values_sha256(x: torch.Tensor) -> str:
+    """SHA-256 (64 hex digits) of a tensor's values as float32: names a set of images or seeds that a
+    resumable job was given (the same values in another dtype or device hash alike)."""
+    return hashlib.sha256(x.detach().cpu().float().contiguous().numpy().tobytes()).hexdigest()
+
+
 def fingerprint_tensors(named: Iterable[tuple[str, torch.Tensor]]) -> str:
     """sha256 over tensor names, shapes, dtypes and bytes, in name order."""
     h = hashlib.sha256()

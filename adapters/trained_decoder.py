@@ -23,10 +23,10 @@ from safetensors import safe_open
 from safetensors.torch import load_file
 from torch import nn
 
-from . import atomic
-
-from .family import FamilyAdapter
+from . import atomic, run_record
 from .base import AdapterError, check_options
+from .family import FamilyAdapter
+from .fingerprint import values_sha256
 from .registry import register_config_family
 from .frozen_encoder import FrozenEncoder, load_encoder
 
@@ -147,14 +147,9 @@ def train_decoder(encoder: FrozenEncoder, images: torch.Tensor, out: str | Path,
     settings = {"encoder": encoder.source, "encoder_fingerprint": encoder.weights_fingerprint,
                 "decoder": decoder.config, "batch_size": batch_size, "lr": lr, "seed": seed,
                 "n_images": len(images), "images": images_source,
-                "images_sha": _tensor_digest(images)}
-    run_file = out / "run.json"
-    if run_file.exists():
-        if json.loads(run_file.read_text()) != json.loads(json.dumps(settings)):
-            raise AdapterError(f"{out} holds decoder training with other settings, encoder or images; "
-                               "choose another `out` or delete it")
-    else:
-        atomic.write_text(run_file, json.dumps(settings, indent=1) + "\n")
+                "images_sha": values_sha256(images)[:16]}
+    run_record.claim(out / "run.json", settings, "decoder training with other settings, encoder or images",
+                     "choose another `out` or delete it", error=AdapterError)
     losses: list[float] = []
     start = 0
     done = sorted(ckpt_dir.glob("epoch_*.safetensors"))
@@ -221,11 +216,6 @@ def _locate_source(config: dict[str, Any], path: Path) -> dict[str, Any]:
         if rel and src.get(key) and not os.path.exists(src[key]) and (path / rel).exists():
             src[key] = str((path / rel).resolve())
     return src
-
-
-def _tensor_digest(x: torch.Tensor) -> str:
-    import hashlib
-    return hashlib.sha256(x.detach().float().contiguous().numpy().tobytes()).hexdigest()[:16]
 
 
 # -- loading ----------------------------------------------------------------------------------------

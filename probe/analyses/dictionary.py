@@ -14,7 +14,7 @@ import torch
 
 from latentfield.adapters import Adapter
 
-from ..engine.latents import encode_unit
+from ..engine.latents import decode_unit, encode_unit
 
 
 def atom_grid(max_atoms: int, n_points: int = 8) -> list[int]:
@@ -43,13 +43,9 @@ def omp_codes(latents: np.ndarray, atoms: np.ndarray, n_atoms: int) -> np.ndarra
 
 
 def _decode_mse(adapter: Adapter, z: np.ndarray, images: torch.Tensor, batch_size: int) -> float:
-    """Mean squared error in [0, 1] pixel units between decoded latents and images."""
-    total = 0.0
-    zt = torch.from_numpy(z.astype(np.float32)).view(len(z), *adapter.latent_shape)
-    for i in range(0, len(zt), batch_size):
-        rec = adapter.to_unit(adapter.decode(zt[i:i + batch_size])).float().cpu()
-        total += float((rec - images[i:i + batch_size]).pow(2).sum())
-    return total / images.numel()
+    """Mean squared error in [0, 1] pixel units between decoded latents (M, D) and images (M, C, H, W)."""
+    rec = decode_unit(adapter, torch.from_numpy(z.astype(np.float32)).view(len(z), *adapter.latent_shape), batch_size)
+    return float((rec - images).pow(2).sum(dtype=torch.float64)) / images.numel()
 
 
 def dictionary_test(adapter: Adapter, attractors: torch.Tensor, images: torch.Tensor,

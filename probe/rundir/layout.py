@@ -85,11 +85,16 @@ def scores_file(cache: Path | None, set_name: str) -> Path | None:
     return cache / "scores" / f"{safe_name(set_name, 200)}.npz" if cache is not None else None
 
 
+def key_hash(key: dict[str, Any]) -> str:
+    """The hash of a key (e.g. ``store.resume_key``): SHA-256 of its canonical JSON (64 hex digits). The
+    run key every file of a run carries, and the name of a keyed run directory."""
+    return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()
+
+
 def keyed_run_dir(root: str | Path, name: str, key: dict[str, Any]) -> Path:
     """A run directory under ``root`` named by a model name and the hash of everything that decides the
     result: a rerun finds its own run, other inputs get another directory."""
-    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
-    return Path(root) / f"{safe_name(name, 40)}-{digest}"
+    return Path(root) / f"{safe_name(name, 40)}-{key_hash(key)[:16]}"
 
 
 def safe_name(text: str, keep: int) -> str:
@@ -97,5 +102,5 @@ def safe_name(text: str, keep: int) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", text)[-keep:]
 
 
-__all__ = ["RunDir", "probe_dir", "cache_root", "audit_ood_dir", "fit_cache", "scores_file", "keyed_run_dir",
-           "safe_name"]
+__all__ = ["RunDir", "probe_dir", "cache_root", "audit_ood_dir", "fit_cache", "scores_file", "key_hash",
+           "keyed_run_dir", "safe_name"]

@@ -27,14 +27,16 @@ from latentfield.adapters.precision import dtype_name
 from ..data import images_sha256
 from ..engine.attractors import deduplicate
 from ..engine.iterate import iterate
+from ..engine.latents import encode_unit
 from ..engine.seeds import make_seeds
 from ..engine.solvers import make_solver
 from ..engine.types import CONVERGED
 from . import distributed, store
 from .config import ProbeConfig
 from .environment import environment
-from .layout import RunDir, keyed_run_dir
+from .layout import RunDir, key_hash, keyed_run_dir
 from .result import ProbeResult, adapter_info
+from .store import ChunkPart
 
 log = logging.getLogger("latentfield")
 
@@ -72,7 +74,7 @@ class ProbeRun:
         self.info = adapter_info(adapter)
         self.key = store.resume_key(config, adapter.fingerprint, images_sha256(data) if config.init == "data" else None,
                                     self.info["dtype"])
-        self.run_key = store.key_hash(self.key)
+        self.run_key = key_hash(self.key)
         self.dir = RunDir(out) if out is not None else None
         if self.dir is not None:
             store.prepare(self.dir, self.key)
@@ -85,21 +87,20 @@ class ProbeRun:
         for i, start in enumerate(range(0, n, size)):
             yield Chunk(i, start, min(start + size, n))
 
-    def load_chunk(self, chunk: Chunk) -> dict[str, Any] | None:
+    def load_chunk(self, chunk: Chunk) -> ChunkPart | None:
         """A finished chunk of this run from its directory, or None (not there, or not this run's)."""
         if self.dir is None:
             return None
         part = store.read_chunk(self.dir, chunk.index, chunk.seeds, self.run_key, tuple(self.adapter.latent_shape))
         if part is not None and self.config.record_every:
-            traj = store.read_trajectories(self.dir, chunk.index, self.run_key)
-            if traj is None:
+            part.trajectories = store.read_trajectories(self.dir, chunk.index, self.run_key)
+            if part.trajectories is None:
                 return None  # the points were asked for: recompute them with the chunk
-            part["trajectories"] = traj
         return part
 
     def run_chunk(self, chunk: Chunk, progress: Callable[[int], None] | None = None,
-                  on_step: Callable[[int, float, int], None] | None = None) -> dict[str, Any]:
-        """Iterate the chunk's seeds and (with a directory) write the chunk; returns its part."""
+                  on_step: Callable[[int, float, int], None] | None = None) -> ChunkPart:
+        """Iterate the chunk's seeds and (with a directory) write the chunk; returns it."""
         cfg, adapter = self.config, self.adapter
         t0 = time.perf_counter()
         # float32 (or wider) state whatever the model's dtype: f casts its input to a bf16/fp16 model
@@ -111,38 +112,33 @@ class ProbeRun:
                       max_norm=cfg.max_norm, solver=make_solver(cfg.solver, cfg.solver_options),
                       record_every=cfg.record_every, recorder=recorder, progress=progress, capture=cfg.capture,
                       on_step=on_step)
-        part = {"end": res.end.float().cpu(), "status": torch.from_numpy(res.status),
-                "steps": torch.from_numpy(res.steps), "last_sq_step": torch.from_numpy(res.last_sq_step),
-                "n_evals": res.n_evals, "wall": time.perf_counter() - t0}
-        if res.captured_by is not None:  # seed indices within the chunk -> run-wide
-            part["captured_by"] = torch.from_numpy(np.where(res.captured_by >= 0, res.captured_by + chunk.start, -1))
-        traj = _stack_records(rec) if rec else None
+        captured = None if res.captured_by is None else torch.from_numpy(  # seed indices within the chunk -> run-wide
+            np.where(res.captured_by >= 0, res.captured_by + chunk.start, -1))
+        part = ChunkPart(end=res.end.float().cpu(), status=torch.from_numpy(res.status),
+                         steps=torch.from_numpy(res.steps), last_sq_step=torch.from_numpy(res.last_sq_step),
+                         n_evals=res.n_evals, wall=time.perf_counter() - t0, captured_by=captured,
+                         trajectories=_stack_records(rec) if rec else None)
         if self.dir is not None:
-            store.write_chunk(self.dir, chunk.index, chunk.seeds, part, self.run_key, traj)
-        if traj is not None:
-            part["trajectories"] = traj
+            store.write_chunk(self.dir, chunk.index, chunk.seeds, part, self.run_key)
         return part
 
     def initial_points(self, seeds: np.ndarray) -> torch.Tensor:
         """The start points (len(seeds), *latent) of the given seed indices, on CPU in float32."""
         cfg, adapter = self.config, self.adapter
         if cfg.init == "data":
-            x = adapter.from_unit(self.data[torch.from_numpy(np.asarray(seeds, dtype=np.int64))])
-            return torch.cat([adapter.encode(x[i:i + cfg.batch_size]).float().cpu()
-                              for i in range(0, len(x), cfg.batch_size)]) if len(x) else \
-                torch.zeros(0, *adapter.latent_shape)
+            return encode_unit(adapter, self.data[torch.from_numpy(np.asarray(seeds, dtype=np.int64))], cfg.batch_size)
         return make_seeds(cfg.init, [int(s) for s in seeds], adapter.latent_shape, cfg.seed, cfg.sigma, cfg.low,
                           cfg.high)
 
-    def assemble(self, parts: list[tuple[Chunk, dict[str, Any]]]) -> ProbeResult:
+    def assemble(self, parts: list[tuple[Chunk, ChunkPart]]) -> ProbeResult:
         """Chunks (every seed exactly once, in order) -> a :class:`ProbeResult` with de-duplicated attractors."""
         cfg = self.config
         store.check_complete(cfg.n_seeds, [(c.seeds, p) for c, p in parts])
         ps = [p for _, p in parts]
-        end = torch.cat([p["end"] for p in ps])
-        status = torch.cat([p["status"] for p in ps]).numpy()
-        steps = torch.cat([p["steps"] for p in ps]).numpy()
-        last_sq = torch.cat([p["last_sq_step"] for p in ps]).numpy()
+        end = torch.cat([p.end for p in ps])
+        status = torch.cat([p.status for p in ps]).numpy()
+        steps = torch.cat([p.steps for p in ps]).numpy()
+        last_sq = torch.cat([p.last_sq_step for p in ps]).numpy()
         conv = np.flatnonzero(status == CONVERGED)
         labels, labels_e = np.full(len(status), -1), np.full(len(status), -1)
         reps, lab = deduplicate(end[conv], "cosine", cfg.cos_threshold) if len(conv) else (np.zeros(0, int), [])
@@ -150,13 +146,13 @@ class ProbeRun:
         labels[conv], labels_e[conv] = lab, lab_e
         result = ProbeResult(config=cfg, end_points=end, status=status, steps=steps,
                              attractors=end[conv[reps]], labels=labels, attractors_euclid=end[conv[reps_e]],
-                             labels_euclid=labels_e, n_evals=int(sum(p["n_evals"] for p in ps)),
-                             wall_time_s=float(sum(p["wall"] for p in ps)), last_sq_step=last_sq,
+                             labels_euclid=labels_e, n_evals=int(sum(p.n_evals for p in ps)),
+                             wall_time_s=float(sum(p.wall for p in ps)), last_sq_step=last_sq,
                              adapter_info=self.info, run_key=self.run_key if self.dir is not None else None,
                              world_size=distributed.world_size())
         if cfg.capture:
-            result.captured_by = torch.cat([p["captured_by"] for p in ps]).numpy()
-        traj = [p["trajectories"] for p in ps if "trajectories" in p]
+            result.captured_by = torch.cat([p.captured_by for p in ps]).numpy()
+        traj = [p.trajectories for p in ps if p.trajectories is not None]
         if traj:
             result.trajectories = {k: torch.cat([t[k] for t in traj]) for k in traj[0]}
         return result
@@ -223,11 +219,11 @@ def run_probe(adapter: Adapter, config: ProbeConfig | None = None, out: str | Pa
     run = ProbeRun(adapter, config, out, data)
     if run.dir is not None and distributed.launched():
         with _Progress(run, progress and distributed.is_main_process()) as bar:
-            def compute(r: ProbeRun, chunk: Chunk) -> dict[str, Any]:
+            def compute(r: ProbeRun, chunk: Chunk) -> ChunkPart:
                 bar.chunk_evals = 0
                 return r.run_chunk(chunk, progress=bar.seeds_done, on_step=bar.step)
             return distributed.run_shared(run, compute, lambda result: run.finish(result, progress))
-    parts: list[tuple[Chunk, dict[str, Any]]] = []
+    parts: list[tuple[Chunk, ChunkPart]] = []
     with _Progress(run, progress) as bar:
         for chunk in run.chunks():
             part = run.load_chunk(chunk)
@@ -299,4 +295,4 @@ def _stack_records(rec: list[tuple[np.ndarray, np.ndarray, torch.Tensor]]) -> di
     return {"seed": torch.from_numpy(seed[order]), "step": torch.from_numpy(step[order]), "z": z[order]}
 
 
-__all__ = ["ProbeRun", "Chunk", "run_probe", "cache_dir"]
+__all__ = ["ProbeRun", "Chunk", "ChunkPart", "run_probe", "cache_dir"]

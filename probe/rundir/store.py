@@ -8,26 +8,51 @@ current settings (chunks of other runs still cannot slip in: their own keys do n
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from latentfield.adapters import atomic
+from latentfield.adapters import atomic, run_record
 from latentfield.adapters.errors import UsageError
 
 from .config import RESULT_NEUTRAL, ProbeConfig
-from .layout import RunDir
+from .layout import RunDir, key_hash
 from .result import ProbeResult
 
 log = logging.getLogger("latentfield")
-CHUNK_TENSORS = ("end", "status", "steps", "last_sq_step", "captured_by")
+CHUNK_TENSORS = ("end", "status", "steps", "last_sq_step", "captured_by")  # the tensors of a chunk file
+
+
+@dataclass
+class ChunkPart:
+    """One finished chunk of a run: for each of its n seeds, in seed order, the end point ``end``
+    (n, *latent) float32, ``status`` (n,) (``engine.types``), ``steps`` (n,), ``last_sq_step`` (n,) float64
+    (the squared last step; NaN where not known) and, with capture, ``captured_by`` (n,) (the run-wide
+    seed index whose path caught it, -1 if none); the chunk's ``n_evals`` (evaluations of f) and ``wall``
+    (seconds). ``trajectories``: the recorded points (``seed``, ``step``, ``z``) when ``record_every`` > 0.
+    """
+
+    end: torch.Tensor
+    status: torch.Tensor
+    steps: torch.Tensor
+    last_sq_step: torch.Tensor
+    n_evals: int
+    wall: float
+    captured_by: torch.Tensor | None = None
+    trajectories: dict[str, torch.Tensor] | None = None
+
+    def __len__(self) -> int:
+        return len(self.status)
+
+    def tensors(self) -> dict[str, torch.Tensor]:
+        """The tensors of the chunk file (``CHUNK_TENSORS`` that are set)."""
+        return {k: getattr(self, k) for k in CHUNK_TENSORS if getattr(self, k) is not None}
 
 
 def resume_key(config: ProbeConfig, fingerprint: str, data_sha256: str | None = None,
@@ -44,11 +69,6 @@ def resume_key(config: ProbeConfig, fingerprint: str, data_sha256: str | None = 
     return key
 
 
-def key_hash(key: dict[str, Any]) -> str:
-    """The run key: SHA-256 of the canonical JSON of ``resume_key`` (64 hex digits)."""
-    return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()
-
-
 def prepare(run: RunDir, key: dict[str, Any]) -> None:
     """Create ``run`` for ``key``, or check that it was made for it (UsageError in one line if not)."""
     try:
@@ -58,18 +78,9 @@ def prepare(run: RunDir, key: dict[str, Any]) -> None:
         probe_file.unlink()
     except OSError as e:
         raise UsageError(f"cannot write to {run.root}: {e.strerror or e}") from None
-    if run.run_file.exists():
-        try:
-            held = json.loads(run.run_file.read_text())
-        except (OSError, ValueError):
-            log.warning("%s is unreadable; rebuilt from the current settings (chunks of other runs are still "
-                        "refused by their own keys)", run.run_file)
-        else:
-            if held != json.loads(json.dumps(key)):
-                raise UsageError(f"{run.root} holds a probe with other settings, another model or dtype, or other data; "
-                                 "choose another `out` or delete it")
-            return
-    atomic.write_json(run.run_file, key)
+    run_record.claim(run.run_file, key, "a probe with other settings, another model or dtype, or other data",
+                     "choose another `out` or delete it",
+                     rebuild_unreadable="chunks of other runs are still refused by their own keys")
 
 
 def record_environment(run: RunDir, env: dict[str, Any]) -> None:
@@ -86,20 +97,20 @@ def record_environment(run: RunDir, env: dict[str, Any]) -> None:
         atomic.write_json(run.environment_file, {"sessions": [*sessions, env]})
 
 
-def write_chunk(run: RunDir, index: int, seeds: range, part: dict[str, Any], run_key: str,
-                trajectories: dict[str, torch.Tensor] | None = None) -> None:
+def write_chunk(run: RunDir, index: int, seeds: range, part: ChunkPart, run_key: str) -> None:
     """Write one finished chunk (and its trajectory points), stamped with the run key and seed range."""
     meta = {"run_key": run_key, "start": str(seeds.start), "stop": str(seeds.stop),
-            "n_evals": str(part["n_evals"]), "wall": repr(part["wall"])}
-    if trajectories:
-        atomic.write_tensors(run.trajectory(index), trajectories, metadata={**meta, "kind": "trajectories"})
-    atomic.write_tensors(run.chunk(index), {k: part[k] for k in CHUNK_TENSORS if k in part}, metadata=meta)
+            "n_evals": str(part.n_evals), "wall": repr(part.wall)}
+    if part.trajectories:
+        atomic.write_tensors(run.trajectory(index), part.trajectories, metadata={**meta, "kind": "trajectories"})
+    atomic.write_tensors(run.chunk(index), part.tensors(), metadata=meta)
 
 
 def read_chunk(run: RunDir, index: int, seeds: range, run_key: str,
-               latent_shape: tuple[int, ...]) -> dict[str, Any] | None:
-    """The chunk's part if its file exists and belongs to this run and seed range; else None (a bad
-    file is reported in one line, and left to be overwritten by the recomputed chunk)."""
+               latent_shape: tuple[int, ...]) -> ChunkPart | None:
+    """The chunk if its file exists and belongs to this run and seed range; else None (a bad file is
+    reported in one line, and left to be overwritten by the recomputed chunk). Trajectories are not read
+    here (:func:`read_trajectories`)."""
     path = run.chunk(index)
     if not path.exists():
         return None
@@ -110,12 +121,12 @@ def read_chunk(run: RunDir, index: int, seeds: range, run_key: str,
     return why
 
 
-def _check_chunk(path: Path, seeds: range, run_key: str, latent_shape: tuple[int, ...]) -> dict[str, Any] | str:
+def _check_chunk(path: Path, seeds: range, run_key: str, latent_shape: tuple[int, ...]) -> ChunkPart | str:
     from safetensors import safe_open
     try:
         with safe_open(str(path), "pt") as f:
             meta = f.metadata() or {}
-            part: dict[str, Any] = {k: f.get_tensor(k) for k in f.keys()}
+            part = {k: f.get_tensor(k) for k in f.keys()}
     except Exception as e:  # noqa: BLE001 - any unreadable file is recomputed, whatever the library raised
         return f"unreadable ({type(e).__name__})"
     if meta.get("run_key") != run_key:
@@ -130,10 +141,10 @@ def _check_chunk(path: Path, seeds: range, run_key: str, latent_shape: tuple[int
     if "last_sq_step" not in part:  # chunks written before the squared step was kept: NaN, "not known"
         part["last_sq_step"] = torch.full((n,), float("nan"), dtype=torch.float64)
     try:
-        part["n_evals"], part["wall"] = int(meta["n_evals"]), float(meta["wall"])
+        n_evals, wall = int(meta["n_evals"]), float(meta["wall"])
     except (KeyError, ValueError):
         return "metadata incomplete"
-    return part
+    return ChunkPart(**{k: part[k] for k in CHUNK_TENSORS if k in part}, n_evals=n_evals, wall=wall)
 
 
 def read_trajectories(run: RunDir, index: int, run_key: str) -> dict[str, torch.Tensor] | None:
@@ -208,16 +219,16 @@ def _file_key(path: Path) -> str | None:
         return (f.metadata() or {}).get("run_key")
 
 
-def check_complete(n_seeds: int, parts: list[tuple[range, dict[str, Any]]]) -> None:
+def check_complete(n_seeds: int, parts: list[tuple[range, ChunkPart]]) -> None:
     """Every seed 0..n_seeds-1 present exactly once, in order (RuntimeError otherwise: a bug, not a user error)."""
     seen = np.zeros(n_seeds, dtype=np.int64)
     for seeds, part in parts:
-        if len(part["status"]) != len(seeds):
-            raise RuntimeError(f"chunk {seeds.start}-{seeds.stop} holds {len(part['status'])} seeds")
+        if len(part) != len(seeds):
+            raise RuntimeError(f"chunk {seeds.start}-{seeds.stop} holds {len(part)} seeds")
         seen[seeds.start:seeds.stop] += 1
     if not (seen == 1).all():
         raise RuntimeError(f"assembly: {int((seen == 0).sum())} seeds missing, {int((seen > 1).sum())} repeated")
 
 
-__all__ = ["resume_key", "key_hash", "prepare", "write_chunk", "read_chunk", "read_trajectories", "save_result",
+__all__ = ["ChunkPart", "resume_key", "key_hash", "prepare", "write_chunk", "read_chunk", "read_trajectories", "save_result",
            "load_result", "load_trajectories", "check_complete"]
