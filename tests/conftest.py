@@ -9,7 +9,11 @@ import torch
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-torch.set_num_threads(min(2, torch.get_num_threads()))
+# One thread for the whole suite, as in every process the tests start (builders.cli_env): the models here are
+# small, and spinning OpenMP threads on a busy machine cost several times the time (a full-disk test: 206 s
+# on two threads, 7 s on one, at load 10 on 2 cores); one thread also keeps in- and out-of-process runs
+# bitwise comparable.
+torch.set_num_threads(1)
 
 ROOT = Path(__file__).resolve().parents[1]
 TAEF2_DIR = Path(os.environ.get("LATENTFIELD_TAEF2_DIR", ROOT.parent / "shared" / "weights" / "taef2"))
@@ -34,7 +38,8 @@ def meehan_dir() -> Path:
 
 @pytest.fixture(scope="module")
 def one_thread():
-    """Use with ``pytestmark = pytest.mark.usefixtures("one_thread")``. Tiny models run no faster on two threads, and on a busy machine two spinning OpenMP threads
+    """Use with ``pytestmark = pytest.mark.usefixtures("one_thread")``: one thread, whatever a test before this
+    module left. Tiny models run no faster on two threads, and on a busy machine two spinning OpenMP threads
     cost several times the time (generalize audit, load 14 on 2 cores: 9 s on one thread, 76 s on two)."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
