@@ -29,9 +29,8 @@ from typing import Any, Iterator
 
 from tqdm.auto import tqdm
 
-from .errors import AdapterError
+from .errors import AdapterError, first_line
 from .provenance import select_files, sha256_file
-from .safe_load import _first_line
 
 DEFAULT_REVISION = "main"
 
@@ -195,17 +194,17 @@ def _hub_errors(repo_id: str, label: str, revision: str | None, offline: bool, l
                 f"nor is there a local folder {repo_id}; "
                 f"run once with network access, or download it where there is network (`hf download {repo_id} "
                 "--local-dir DIR`) and pass the local directory DIR") from None
-        why = f"{type(cause).__name__}: {_first_line(cause)}" if cause else _first_line(e)
+        why = first_line(cause or e)
         raise AdapterError(f"{label} is not in the local Hugging Face cache ({cache_dir}), nor a local folder, and "
                            f"the Hub ({endpoint}) cannot be reached ({why}); check the path, the network and "
                            "HF_ENDPOINT, or pass a local directory") from None
     except errors.HfHubHTTPError as e:
         status = getattr(getattr(e, "response", None), "status_code", "?")
-        raise AdapterError(f"{label}: the Hub ({endpoint}) answered HTTP {status} ({_first_line(e)})") from None
+        raise AdapterError(f"{label}: the Hub ({endpoint}) answered HTTP {status} ({first_line(e)})") from None
     except errors.HFValidationError as e:
-        raise AdapterError(f"{repo_id!r} is not a valid Hugging Face id ({_first_line(e)})") from None
+        raise AdapterError(f"{repo_id!r} is not a valid Hugging Face id ({first_line(e)})") from None
     except (OSError, *_network_errors()) as e:  # disk full, a connection dropped mid-file, ...
-        raise AdapterError(f"{label}: download failed ({type(e).__name__}: {_first_line(e)})") from None
+        raise AdapterError(f"{label}: download failed ({first_line(e)})") from None
 
 
 def _network_errors() -> tuple[type[BaseException], ...]:

@@ -17,6 +17,7 @@ from typing import Any, Iterator
 import torch
 
 from .base import AdapterError
+from .errors import first_line
 
 PICKLE_SUFFIXES = (".pth", ".pt", ".bin", ".ckpt")
 SAFE_SUFFIXES = (".safetensors",)
@@ -38,7 +39,7 @@ def load_state_dict(path: str | Path, map_location: str | torch.device = "cpu") 
         try:
             return load_file(str(path), device=str(map_location))
         except Exception as e:  # header/format errors from the Rust reader
-            raise AdapterError(f"{path}: not a readable safetensors file ({_first_line(e)})") from None
+            raise AdapterError(f"{path}: not a readable safetensors file ({first_line(e)})") from None
     obj = torch_load_safe(path, map_location)
     for key in ("state_dict", "model", "module", "model_state_dict"):
         if isinstance(obj, dict) and key in obj and isinstance(obj[key], dict):
@@ -56,9 +57,9 @@ def torch_load_safe(path: str | Path, map_location: str | torch.device = "cpu") 
     except pickle.UnpicklingError as e:
         raise AdapterError(
             f"{path}: refused to load: the pickle holds objects other than tensors, which could run code "
-            f"({_first_line(e)}); convert trusted weights to .safetensors") from None
+            f"({first_line(e)}); convert trusted weights to .safetensors") from None
     except (RuntimeError, EOFError, OSError, ValueError) as e:
-        raise AdapterError(f"{path}: cannot read weights ({_first_line(e)})") from None
+        raise AdapterError(f"{path}: cannot read weights ({first_line(e)})") from None
 
 
 def from_pretrained(cls: Any, path: str | Path, **kwargs: Any) -> Any:
@@ -77,7 +78,7 @@ def from_pretrained(cls: Any, path: str | Path, **kwargs: Any) -> Any:
                                       **({"output_loading_info": True} if is_model else {}))
     except (OSError, ValueError, RuntimeError, KeyError, AttributeError, TypeError) as e:
         # AttributeError/TypeError: version skew between diffusers and transformers model classes.
-        raise AdapterError(f"{path}: cannot load {cls.__name__} ({type(e).__name__}: {_first_line(e)})") from None
+        raise AdapterError(f"{path}: cannot load {cls.__name__} ({first_line(e)})") from None
     # The libraries fill weights a checkpoint lacks with random values and only log a warning; an audit
     # of a partly random model would be silently wrong, so refuse it.
     if not is_model:
@@ -123,8 +124,3 @@ def check_pickles(directory: str | Path) -> None:
     for p in sorted(directory.iterdir()):
         if p.suffix in PICKLE_SUFFIXES and p.is_file():
             torch_load_safe(p, map_location="meta")
-
-
-def _first_line(e: BaseException) -> str:
-    text = str(e).strip().splitlines()
-    return text[0][:200] if text else type(e).__name__

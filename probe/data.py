@@ -5,7 +5,6 @@ their own range with ``adapter.from_unit``.
 """
 from __future__ import annotations
 
-import hashlib
 import warnings
 import zipfile
 from pathlib import Path
@@ -16,6 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from latentfield.adapters.errors import UsageError, first_line
+from latentfield.adapters.fingerprint import values_sha256
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
 # Images are opened (header only) and refused above this many pixels, before any decoding: a small file
@@ -27,7 +27,7 @@ DIGITS_N_TRAIN = 1500  # fixed split of scikit-learn's 1797 digits: first 1500 t
 
 def images_sha256(x: torch.Tensor) -> str:
     """SHA-256 of a tensor's float32 values: identifies a set of images (or seeds) for resuming."""
-    return hashlib.sha256(x.detach().cpu().float().contiguous().numpy().tobytes()).hexdigest()
+    return values_sha256(x)
 
 
 def load_images(source: str | Path, image_shape: Sequence[int] | None = None, limit: int | None = None) -> torch.Tensor:
