@@ -386,17 +386,22 @@ def audit(adapter: Adapter, out: str | Path, config: ProbeConfig | None = None, 
     summary = result.summary()
     convergence = _convergence(result, summary, order)
     memorization = _memorization(adapter, result, decoded, train, heldout) if train is not None else None
-    ood = _ood(adapter, train, heldout, options["ood"], cfg, out, progress) if options.get("ood") and train is not None \
-        else None
+    ood = _ood(adapter, train, heldout, options["ood"], cfg, out, progress) \
+        if options.get("ood") and train is not None else None
     audit_result = AuditResult(
-        overview=_overview(adapter, result, summary), convergence=convergence,
+        overview=_overview(adapter, result, summary),
+        convergence=convergence,
         verdict=_verdict(convergence, memorization, ood, have_train=train is not None, have_heldout=heldout is not None),
-        gallery=_gallery(convergence, decoded, train), decoded=decoded,
+        gallery=_gallery(convergence, decoded, train),
+        decoded=decoded,
         attractors=attractors,
-        stability=_stability(summary, order), memorization=memorization,
+        stability=_stability(summary, order),
+        memorization=memorization,
         generalization_entropy=_entropy(decoded, train) if len(decoded) else None,
         dictionary=_dictionary(adapter, result, train, heldout) if options.get("dictionary") else None,
-        ood=ood, trajectories=_trajectories(adapter, result, cfg), end_points=_end_points(adapter, result),
+        ood=ood,
+        trajectories=_trajectories(adapter, result, cfg),
+        end_points=_end_points(adapter, result),
         train=train)
     output.write_json(out / "report.json", audit_result.to_json())
     return audit_result
