@@ -32,7 +32,10 @@ def test_wired_into_the_ood_baselines():
     fit = torch.rand(30, 1, 2, 2, generator=g)
     test = torch.rand(5, 1, 2, 2, generator=g)
     ind = fit_in_distribution(model, fit, ProbeConfig(tol=1e-6, max_steps=5))
-    out = score_images(model, test, ind, ProbeConfig(tol=1e-6, max_steps=5))
+    out = score_images(model, test, ind, ProbeConfig(tol=1e-6, max_steps=5)).methods(ind.fit_set)
     assert "knn_mean" in METHODS and {"knn", "knn_mean", "mahalanobis", "reconstruction"} <= set(out)
     d = torch.cdist(test.flatten(1).double(), fit.flatten(1).double())  # K = min(2000, 30) = all 30
     np.testing.assert_allclose(out["knn_mean"], d.mean(1).numpy(), rtol=1e-5)
+    assert ind.baselines.k_mean == 30 and ind.baselines.notes() == [
+        "knn_mean: the paper's K = 2000 exceeds the 30 in-distribution images; K = 30 used (the mean distance to "
+        "all of them)"]

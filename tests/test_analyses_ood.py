@@ -1,6 +1,7 @@
 """OOD: the trajectory features against closed forms, and digits vs noise / faces on the demo model."""
 from __future__ import annotations
 
+import json
 
 import numpy as np
 import pytest
@@ -19,16 +20,16 @@ def test_trajectory_features_match_closed_form():
     model = TorchAutoencoder(lambda x: x.flatten(1), lambda z: (a + r * (z - a)).view(-1, 1, 1, 4), image_shape=(1, 1, 4))
     z0 = a + torch.tensor([[2.0, 0, 0, 0], [0, -4.0, 0, 0], [0, 0, 0, 0.25]])
     tol = 1e-8
-    out = trajectory_scores(model, z0, AttractorIndex.build(a[None], "l2"), ProbeConfig(tol=tol, max_steps=500))
+    out = trajectory_scores(model, z0, {"a": AttractorIndex.build(a[None], "l2")}, ProbeConfig(tol=tol, max_steps=500))
     d0 = (z0 - a).norm(dim=1).double().numpy()
     # stop at the first T with ||z_T - z_{T-1}||^2 = (r^(T-1) (1 - r) d0)^2 < tol
     T = np.array([next(t for t in range(1, 500) if (r ** (t - 1) * (1 - r) * d) ** 2 < tol) for d in d0])
-    np.testing.assert_array_equal(out["steps"], T)
-    np.testing.assert_allclose(out["field"], (1 - r) * d0, rtol=1e-5)
-    np.testing.assert_allclose(out["path_length"], d0 * (1 - r ** T), rtol=1e-5)
+    np.testing.assert_array_equal(out.steps, T)
+    np.testing.assert_allclose(out.field, (1 - r) * d0, rtol=1e-5)
+    np.testing.assert_allclose(out.path_length, d0 * (1 - r ** T), rtol=1e-5)
     want = [d * sum(r ** t for t in range(n + 1)) / (n + 1) for d, n in zip(d0, T)]
-    np.testing.assert_allclose(out["trajectory"], want, rtol=1e-5)
-    assert out["converged"].all()
+    np.testing.assert_allclose(out.distance["a"], want, rtol=1e-5)
+    assert out.converged.all() and list(out.distance) == ["a"]
 
 
 def test_fit_sets_on_a_linear_map():
@@ -62,8 +63,11 @@ def test_fit_sets_on_a_linear_map():
     # the trajectory score measures distance to the fit set: a test input's score differs between the
     # two sets when the end points are still spread out (M steps) and the attractor is a alone
     test = torch.full((1, 1, 1, 4), 0.05)
-    z_short = trajectory_scores(model, test.flatten(1), ind.index, short)["trajectory"]
-    z_conv = trajectory_scores(model, test.flatten(1), conv.index, short)["trajectory"]
+    assert ind.indexes["endpoints"].dim == 4 and set(conv.indexes) == set(every.indexes) == {"endpoints", "attractors"}
+    both = trajectory_scores(model, test.flatten(1), conv.indexes, short).distance  # one iteration, both fit sets
+    z_short = trajectory_scores(model, test.flatten(1), ind.indexes, short).distance["endpoints"]
+    z_conv = both["attractors"]
+    np.testing.assert_allclose(both["endpoints"], both["attractors"], atol=1e-5)  # every end point sits on a
     d0 = float((test.flatten(1) - a).norm())
     np.testing.assert_allclose(z_conv, [d0 * sum(r ** t for t in range(M + 1)) / (M + 1)], rtol=1e-5)
     assert z_short[0] < z_conv[0]  # some end point lies between the test path and a
@@ -170,3 +174,39 @@ def test_one_scoring_serves_both_fit_sets(tmp_path, monkeypatch):
     assert both["attractors"]["noise"] == fresh.metrics["noise"]["trajectory"]
     assert both["endpoints"]["noise"] == paper.metrics["noise"]["trajectory"]
     assert both["attractors"]["n_fit_points"] == paper.info["n_in_attractors"]
+
+
+def test_k_beyond_the_data_is_clamped_and_said():
+    """k = 500 with 16 in-distribution images: knn uses k = 16, the distance to the farthest of them (checked
+    by hand), and the result says so; so does the paper's K = 2000 of knn_mean (the mean over all 16)."""
+    model = TorchAutoencoder(lambda x: x.flatten(1), lambda z: z.view(-1, 1, 2, 2), image_shape=(1, 2, 2))
+    g = torch.Generator().manual_seed(0)
+    fit, held, odd = torch.rand(16, 1, 2, 2, generator=g), torch.rand(6, 1, 2, 2, generator=g), torch.rand(6, 1, 2, 2, generator=g) * 3
+    res = ood_benchmark(model, fit, held, {"odd": odd}, ProbeConfig(tol=1e-6, max_steps=3), k=500)
+    assert (res.info["knn_k"], res.info["knn_k_requested"], res.info["knn_mean_k"]) == (16, 500, 16)
+    assert res.info["notes"] == [
+        "knn: k = 500 exceeds the 16 in-distribution images; k = 16 used (the distance to the farthest of them)",
+        "knn_mean: the paper's K = 2000 exceeds the 16 in-distribution images; K = 16 used (the mean distance to "
+        "all of them)"]
+    unit = lambda v: v.flatten(1).double() / v.flatten(1).double().norm(dim=1, keepdim=True)  # noqa: E731
+    np.testing.assert_allclose(res.scores["odd"]["knn"], torch.cdist(unit(odd), unit(fit)).max(1).values.numpy(),
+                               rtol=1e-4)
+    np.testing.assert_allclose(res.scores["odd"]["knn_mean"],
+                               torch.cdist(odd.flatten(1).double(), fit.flatten(1).double()).mean(1).numpy(), rtol=1e-5)
+    assert res.to_json()["notes"] == res.info["notes"]
+    within = ood_benchmark(model, fit, held, {"odd": odd}, ProbeConfig(tol=1e-6, max_steps=3), k=16)
+    assert within.info["notes"] == res.info["notes"][1:]  # k = N is asked for, not clamped
+    np.testing.assert_array_equal(within.scores["odd"]["knn"], res.scores["odd"]["knn"])
+
+
+def test_cli_prints_the_clamp_and_writes_it(tmp_path, capsys):
+    from latentfield.probe.cli import main
+    out = tmp_path / "ood"
+    assert main(["ood", "demo:generalize", "--in-dist", "digits:train", "--limit", "20", "--test", "noise",
+                 "--k", "500", "--max-steps", "3", "--quiet", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    note = "note: knn: k = 500 exceeds the 16 in-distribution images; k = 16 used"
+    assert note in printed and "note: knn_mean: the paper's K = 2000 exceeds the 16" in printed
+    data = json.loads((out / "ood.json").read_text())
+    assert (data["knn_k"], data["knn_k_requested"], data["knn_mean_k"]) == (16, 500, 16)
+    assert len(data["notes"]) == 2 and data["notes"][0] in printed

@@ -16,6 +16,13 @@ from ..index import AttractorIndex
 PAPER_KNN_K = 2000
 
 
+def effective_k(k: int, n: int) -> int:
+    """The neighbour rank a KNN score can use over ``n`` reference vectors: ``k`` clamped to ``n``. At
+    ``k`` >= ``n`` the score no longer looks at near neighbours (the k-th is the farthest; the mean over k
+    is the mean over all), so a caller that clamps says so (``Baselines.notes``)."""
+    return max(1, min(int(k), int(n)))
+
+
 def knn_mean_distance(queries: torch.Tensor | np.ndarray, reference: torch.Tensor | np.ndarray,
                       k: int = PAPER_KNN_K, normalize: bool = False) -> np.ndarray:
     """Mean Euclidean distance (Q,) of each query (Q, ...) to its min(k, N) nearest ``reference``
@@ -31,8 +38,8 @@ def knn_mean_distance(queries: torch.Tensor | np.ndarray, reference: torch.Tenso
         r = r / np.maximum(np.linalg.norm(r, axis=1, keepdims=True), 1e-12)
     if len(q) == 0:
         return np.zeros(0)
-    dist, _ = AttractorIndex.build(r, "l2").search(q, min(k, len(r)))
+    dist, _ = AttractorIndex.build(r, "l2").search(q, effective_k(k, len(r)))
     return dist.astype(np.float64).mean(1)
 
 
-__all__ = ["knn_mean_distance", "PAPER_KNN_K"]
+__all__ = ["knn_mean_distance", "effective_k", "PAPER_KNN_K"]

@@ -62,6 +62,8 @@ def run(args: argparse.Namespace) -> int:
     by_set = "; ".join(f"{fs} ({v['n_fit_points']} points): " + ", ".join(f"{t} {v[t]['auroc']:.3f}" for t in tests)
                        for fs, v in data["trajectory_by_fit_set"].items())
     print(f"trajectory AUROC by fit set (--fit-set {args.fit_set} above): {by_set}")
+    for note in data["notes"]:  # a neighbour rank clamped to the data (also in ood.json)
+        print(f"note: {note}")
     if args.out:
         print(f"wrote {', '.join(map(str, write_ood(res, args.out, adapter)))}")
     return 0

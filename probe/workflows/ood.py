@@ -7,8 +7,8 @@ iterates the in-distribution images "until convergence reaches a tolerance or a 
 iterations"). ``fit_set='attractors'`` keeps only converged end points, de-duplicated by cosine (the
 attractor set). Test images are iterated with the same :class:`ProbeConfig` (stopping rule, solver,
 capture) and scored by :mod:`latentfield.probe.analyses.ood_scores`. One iteration of a test set scores
-its trajectories against both fit sets (``trajectory_<fit set>``; ``trajectory`` is the chosen one), so
-the cached scores serve a later run with the other fit set.
+its trajectories against both fit sets (:class:`SetScores`; written as ``trajectory_<fit set>``, with
+``trajectory`` the chosen one), so the cached scores serve a later run with the other fit set.
 """
 from __future__ import annotations
 
@@ -16,18 +16,18 @@ import json
 from dataclasses import asdict, dataclass, field, replace
 from io import BytesIO
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from latentfield.adapters import Adapter, atomic
+from latentfield.adapters import Adapter
 from latentfield.adapters.errors import UsageError
 
 from ..analyses.ood_metrics import ood_metrics
-from ..analyses.ood_scores import (METHODS, Baselines, TrajectoryScorer, baseline_scores, fit_baselines,
-                                   reconstruction_error)
+from ..analyses.ood_scores import (METHODS, BaselineScores, Baselines, TrajectoryScorer, TrajectoryScores,
+                                   baseline_scores, fit_baselines, reconstruction_error)
 from ..data import images_sha256
 from ..engine.iterate import iterate
 from ..engine.latents import decode_unit, encode_unit
@@ -35,7 +35,7 @@ from ..engine.solvers import make_solver
 from ..engine.types import CONVERGED
 from ..index import AttractorIndex
 from ..rundir import ProbeConfig, cache_dir, run_probe
-from ..rundir.distributed import is_main_process
+from ..rundir import output
 from ..rundir.layout import fit_cache, scores_file
 
 FIT_SETS = ("endpoints", "attractors")
@@ -45,25 +45,58 @@ IN_TEST = "in-distribution"
 @dataclass
 class InDistribution:
     """What the detector learns from in-distribution images: the fit points (P, *latent) of the trajectory
-    score in an L2 index, the attractors (K, *latent), their encoder features (N, D) and the baselines.
-    ``indexes``: an L2 index per fit set that has points (``attractors`` is missing when none converged)."""
+    score (``fit_set``'s), the attractors (K, *latent), their encoder features (N, D) and the baselines.
+    ``indexes``: an L2 index per fit set that has points (``attractors`` is missing when none converged);
+    ``indexes[fit_set]`` holds ``fit_points``."""
 
     fit_points: torch.Tensor
-    index: AttractorIndex
+    indexes: dict[str, AttractorIndex]
     attractors: torch.Tensor
     features: np.ndarray
     baselines: Baselines
     fit_set: str
     n_converged: int
     n_images: int
-    indexes: dict[str, AttractorIndex] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class SetScores:
+    """Every score of one image set, (N,) each: the trajectory scores (against every fit set, from one
+    iteration), the feature baselines and the reconstruction error."""
+
+    trajectory: TrajectoryScores
+    baselines: BaselineScores
+    reconstruction: np.ndarray
+
+    def methods(self, fit_set: str) -> dict[str, np.ndarray]:
+        """The written form (``OODResult.scores``, ``scores.npz``): each of ``METHODS`` (``trajectory``
+        against ``fit_set``), ``converged``, and ``trajectory_<fit set>`` for every fit set."""
+        t, b = self.trajectory, self.baselines
+        out = {"trajectory": t.distance[fit_set], "field": t.field, "steps": t.steps, "path_length": t.path_length,
+               "knn": b.knn, "knn_mean": b.knn_mean, "mahalanobis": b.mahalanobis,
+               "reconstruction": self.reconstruction, "converged": t.converged}
+        return out | {f"trajectory_{fs}": v for fs, v in t.distance.items()}
+
+    def to_arrays(self) -> dict[str, np.ndarray]:
+        """The cached form: :meth:`methods` without the fit-set choice (``trajectory``)."""
+        fs = next(iter(self.trajectory.distance))
+        return {k: v for k, v in self.methods(fs).items() if k != "trajectory"}
+
+    @classmethod
+    def from_arrays(cls, arrays: dict[str, np.ndarray]) -> "SetScores":
+        """Back from :meth:`to_arrays` (KeyError if a score is missing)."""
+        t = TrajectoryScores(distance={k[len("trajectory_"):]: v for k, v in arrays.items() if k.startswith("trajectory_")},
+                             field=arrays["field"], path_length=arrays["path_length"], steps=arrays["steps"],
+                             converged=arrays["converged"])
+        return cls(t, BaselineScores(arrays["knn"], arrays["knn_mean"], arrays["mahalanobis"]), arrays["reconstruction"])
 
 
 def fit_in_distribution(adapter: Adapter, images: torch.Tensor, config: ProbeConfig | None = None, k: int = 10,
                         progress: bool = False, cache: str | Path | None = None,
                         fit_set: str = "endpoints") -> InDistribution:
     """Iterate in-distribution ``images`` (N, C, H, W) in [0, 1] and fit the scores (see module doc).
-    With ``cache``, the iteration is a resumable probe run in a directory below it (``cache_dir``)."""
+    With ``cache``, the iteration is a resumable probe run in a directory below it (``cache_dir``).
+    ``k`` (>= 1): the KNN baseline's neighbour rank, clamped to N (``baselines.notes()`` says so)."""
     cfg = replace(config or ProbeConfig(), init="data", record_every=0)
     if len(images) < 2:
         raise UsageError("in-distribution data needs at least 2 images")
@@ -83,51 +116,41 @@ def fit_in_distribution(adapter: Adapter, images: torch.Tensor, config: ProbeCon
         raise UsageError("every in-distribution trajectory diverged: there is nothing to fit on")
     indexes = {name: AttractorIndex.build(pts, "l2") for name, pts in sets.items() if len(pts)}
     feats = encode_unit(adapter, images, cfg.batch_size).flatten(1).numpy()
-    return InDistribution(fit_points=points, index=indexes[fit_set], attractors=result.attractors,
-                          features=feats, baselines=fit_baselines(feats, k), fit_set=fit_set,
-                          n_converged=int((result.status == CONVERGED).sum()), n_images=len(images), indexes=indexes)
+    return InDistribution(fit_points=points, indexes=indexes, attractors=result.attractors, features=feats,
+                          baselines=fit_baselines(feats, k), fit_set=fit_set,
+                          n_converged=int((result.status == CONVERGED).sum()), n_images=len(images))
 
 
-def trajectory_scores(adapter: Adapter, z0: torch.Tensor, index: AttractorIndex, config: ProbeConfig | None = None,
-                      progress: Callable[[int], None] | None = None,
-                      also: dict[str, AttractorIndex] | None = None) -> dict[str, np.ndarray]:
+def trajectory_scores(adapter: Adapter, z0: torch.Tensor, indexes: Mapping[str, AttractorIndex],
+                      config: ProbeConfig | None = None,
+                      progress: Callable[[int], None] | None = None) -> TrajectoryScores:
     """Iterate f from latents ``z0`` (N, *latent) with ``config``'s stopping rule, solver and capture, and
-    score each trajectory against the fit points in ``index`` (metric ``l2``). Returns (N,) arrays:
-    ``trajectory``, ``field``, ``steps``, ``path_length``, and ``converged`` (bool); for each ``also``
-    entry NAME -> index, ``trajectory_NAME``: the same trajectories scored against that index."""
+    score each trajectory against the fit points of every index in ``indexes`` (name -> L2 index)."""
     cfg = config or ProbeConfig()
-    scorers = {"": TrajectoryScorer(index, z0)} | {name: TrajectoryScorer(ix, z0) for name, ix in (also or {}).items()}
-
-    def record(seeds: np.ndarray, steps: np.ndarray, z: torch.Tensor) -> None:
-        for s in scorers.values():
-            s.record(seeds, steps, z)
-
+    scorer = TrajectoryScorer(indexes, z0)
     res = iterate(adapter.f, z0.to(adapter.device, adapter.dtype), tol=cfg.tol, max_steps=cfg.max_steps,
                   batch_size=cfg.batch_size, max_norm=cfg.max_norm, solver=make_solver(cfg.solver, cfg.solver_options),
-                  record_every=1, recorder=record, progress=progress, capture=cfg.capture)
-    out = scorers.pop("").scores()
-    out.update({f"trajectory_{name}": s.scores()["trajectory"] for name, s in scorers.items()})
-    return {**out, "steps": res.steps.astype(np.float64), "converged": res.status == CONVERGED}
+                  record_every=1, recorder=scorer.record, progress=progress, capture=cfg.capture)
+    return scorer.scores(res.steps, res.status == CONVERGED)
 
 
 def score_images(adapter: Adapter, images: torch.Tensor, ind: InDistribution, config: ProbeConfig | None = None,
-                 progress: bool = False, desc: str = "ood") -> dict[str, np.ndarray]:
-    """All scores of ``METHODS`` (N,) for images (N, C, H, W) in [0, 1], plus ``converged`` and
-    ``trajectory_<fit set>`` for every fit set of ``ind`` (``trajectory`` is ``ind.fit_set``'s)."""
+                 progress: bool = False, desc: str = "ood") -> SetScores:
+    """Every score of images (N, C, H, W) in [0, 1]: the trajectories against every fit set of ``ind``, the
+    baselines and the reconstruction error."""
     cfg = config or ProbeConfig()
     z0 = encode_unit(adapter, images, cfg.batch_size)
     with tqdm(total=len(images), desc=desc, unit="img", disable=not progress, leave=False) as bar:
-        others = {fs: ix for fs, ix in ind.indexes.items() if fs != ind.fit_set}  # the chosen one is ``trajectory``
-        scores = trajectory_scores(adapter, z0, ind.index, cfg, progress=bar.update, also=others)
-    scores[f"trajectory_{ind.fit_set}"] = scores["trajectory"]
-    scores.update(baseline_scores(z0.flatten(1).numpy(), ind.baselines))
-    scores["reconstruction"] = reconstruction_error(images, decode_unit(adapter, z0, cfg.batch_size))
-    return scores
+        traj = trajectory_scores(adapter, z0, ind.indexes, cfg, progress=bar.update)
+    return SetScores(traj, baseline_scores(z0.flatten(1).numpy(), ind.baselines),
+                     reconstruction_error(images, decode_unit(adapter, z0, cfg.batch_size)))
 
 
 @dataclass
 class OODResult:
-    """Per-sample scores per set (``scores[set][method]`` (N,)) and metrics per test set and method."""
+    """Per-sample scores per set (``scores[set][method]`` (N,), :meth:`SetScores.methods`: the form
+    ``scores.npz`` holds) and metrics per test set and method. ``notes``: what the numbers need said with
+    them (a neighbour rank clamped to the data)."""
 
     scores: dict[str, dict[str, np.ndarray]]
     metrics: dict[str, dict[str, dict[str, float]]]  # test set -> method -> metric -> value
@@ -151,7 +174,8 @@ def ood_benchmark(adapter: Adapter, in_train: torch.Tensor, in_test: torch.Tenso
 
     With ``cache`` (a directory), the fit is a resumable probe run below it and each set's scores are kept
     beside it (``rundir.layout``), so an interrupted benchmark rerun with the same inputs continues where it
-    stopped; entries made for other inputs or settings are recomputed.
+    stopped; entries made for other inputs or settings are recomputed. ``k`` larger than ``in_train`` is
+    clamped to it, and so is the paper's K = 2000 of ``knn_mean``: ``info["notes"]`` says so.
     """
     if not tests:
         raise UsageError("give at least one out-of-distribution test set")
@@ -166,40 +190,39 @@ def ood_benchmark(adapter: Adapter, in_train: torch.Tensor, in_test: torch.Tenso
     base = {"fingerprint": adapter.fingerprint, "settings": settings, "k": k, "fit": images_sha256(in_train),
             "fit_sets": sorted(ind.indexes), "methods": list(METHODS)}
 
-    def scored(name: str, x: torch.Tensor) -> dict[str, np.ndarray]:
+    def scored(name: str, x: torch.Tensor) -> SetScores:
         key = json.dumps({**base, "images": images_sha256(x)}, sort_keys=True, default=str)
-        sc = _cached(scores_file(cache, name), key,
-                     lambda: {m: v for m, v in score_images(adapter, x, ind, cfg, progress, name).items()
-                              if m != "trajectory"})
-        return {**sc, "trajectory": sc[f"trajectory_{fit_set}"]}
+        return _cached(scores_file(cache, name), key, lambda: score_images(adapter, x, ind, cfg, progress, name))
 
-    scores = {IN_TEST: scored(IN_TEST, in_test)}
-    for name, x in tests.items():
-        scores[name] = scored(name, x)
+    sets = {IN_TEST: scored(IN_TEST, in_test)} | {name: scored(name, x) for name, x in tests.items()}
+    scores = {name: sc.methods(fit_set) for name, sc in sets.items()}
     metrics = {name: {m: ood_metrics(scores[IN_TEST][m], scores[name][m]) for m in METHODS} for name in tests}
+    ind_scores = sets[IN_TEST].trajectory.distance
+    b = ind.baselines
     info = {"n_in_train": len(in_train), "n_in_test": len(in_test), "n_in_attractors": len(ind.attractors),
             "fit_set": fit_set, "n_fit_points": len(ind.fit_points), "in_train_converged": ind.n_converged,
-            "knn_k": ind.baselines.k, "n_test": {name: len(x) for name, x in tests.items()},
-            "converged_fraction": {name: float(np.mean(sc["converged"])) for name, sc in scores.items()},
+            "knn_k": b.k, "knn_k_requested": b.k_requested, "knn_mean_k": b.k_mean, "notes": b.notes(),
+            "n_test": {name: len(x) for name, x in tests.items()},
+            "converged_fraction": {name: float(np.mean(sc.trajectory.converged)) for name, sc in sets.items()},
             # the same trajectories against each fit set (scored in the one iteration): both protocols at once
             "trajectory_by_fit_set": {fs: {"n_fit_points": len(ix), **{
-                name: ood_metrics(scores[IN_TEST][f"trajectory_{fs}"], scores[name][f"trajectory_{fs}"])
-                for name in tests}} for fs, ix in ind.indexes.items()}}
+                name: ood_metrics(ind_scores[fs], sets[name].trajectory.distance[fs]) for name in tests}}
+                for fs, ix in ind.indexes.items()}}
     return OODResult(scores, metrics, info)
 
 
-def _cached(path: Path | None, key: str, compute: Callable[[], dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+def _cached(path: Path | None, key: str, compute: Callable[[], SetScores]) -> SetScores:
     """``compute()``, or what an earlier call with the same ``key`` saved at ``path``."""
     if path is not None and path.exists():
         try:
             with np.load(path, allow_pickle=False) as z:
                 if "key" in z.files and str(z["key"]) == key:
-                    return {name: z[name] for name in z.files if name != "key"}
-        except (OSError, ValueError):  # unreadable: recomputed below
+                    return SetScores.from_arrays({name: z[name] for name in z.files if name != "key"})
+        except (OSError, ValueError, KeyError):  # unreadable or incomplete: recomputed below
             pass
     scores = compute()
-    if path is not None and is_main_process():  # every rank scores (same numbers); rank 0 keeps them
-        atomic.write_bytes(path, _npz_bytes({**scores, "key": np.array(key)}))
+    if path is not None:  # every rank scores (same numbers); the writer keeps rank 0's
+        output.write_bytes(path, _npz_bytes({**scores.to_arrays(), "key": np.array(key)}))
     return scores
 
 
@@ -219,8 +242,6 @@ def split_heldout(images: torch.Tensor, fraction: float = 0.2, seed: int = 0) ->
 def write_ood(result: OODResult, out: str | Path, adapter: Adapter) -> tuple[Path, Path, Path]:
     """``out/ood.json`` (the model, its fingerprint and :meth:`OODResult.to_json`) and the per-sample scores
     (:func:`export_scores`). Returns the three paths."""
-    from ..rundir import output
-
     data = {"model": adapter.name, "fingerprint": adapter.fingerprint, **result.to_json()}
     return (output.write_json(Path(out) / "ood.json", data), *export_scores(result, out))
 
@@ -236,11 +257,9 @@ def export_scores(result: OODResult, out: str | Path) -> tuple[Path, Path]:
             lines.append(f"{name},{i},{int(sc['converged'][i])}," + ",".join(f"{sc[m][i]:.8g}" for m in METHODS))
         for m, v in sc.items():
             arrays[f"{name}/{m}"] = np.asarray(v)
-    if is_main_process():
-        atomic.write_text(out / "scores.csv", "\n".join(lines) + "\n")
-        atomic.write_bytes(out / "scores.npz", _npz_bytes(arrays))
-    return out / "scores.csv", out / "scores.npz"
+    return (output.write_text(out / "scores.csv", "\n".join(lines) + "\n"),
+            output.write_bytes(out / "scores.npz", _npz_bytes(arrays)))
 
 
-__all__ = ["InDistribution", "fit_in_distribution", "trajectory_scores", "score_images", "OODResult",
+__all__ = ["InDistribution", "SetScores", "fit_in_distribution", "trajectory_scores", "score_images", "OODResult",
            "ood_benchmark", "split_heldout", "write_ood", "export_scores", "FIT_SETS", "IN_TEST", "METHODS"]
