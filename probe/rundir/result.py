@@ -16,6 +16,20 @@ from .config import ProbeConfig
 from .environment import environment
 
 
+def basin_order(sizes: np.ndarray) -> np.ndarray:
+    """Attractor ids (K,) by basin ``sizes`` (K,), largest first, ties by id: :meth:`ProbeResult.basin_order`
+    where only the sizes are at hand (a saved index's sidecar)."""
+    return np.argsort(-np.asarray(sizes), kind="stable")
+
+
+def basin_ranks(sizes: np.ndarray) -> np.ndarray:
+    """Each attractor's position (K,) in :func:`basin_order` (0 = the largest basin)."""
+    order = basin_order(sizes)
+    ranks = np.empty(len(order), dtype=np.int64)
+    ranks[order] = np.arange(len(order))
+    return ranks
+
+
 @dataclass
 class ProbeResult:
     """Outcome of a probe.
@@ -54,7 +68,7 @@ class ProbeResult:
     def basin_order(self) -> np.ndarray:
         """Attractor ids, largest basin first, ties by id: the one numbering of every report, table and
         file that ranks attractors (``#0`` is the largest basin)."""
-        return np.argsort(-self.basin_sizes, kind="stable")
+        return basin_order(self.basin_sizes)
 
     @property
     def counts(self) -> dict[str, int]:
@@ -117,4 +131,4 @@ def adapter_info(adapter: Adapter) -> dict[str, Any]:
     return info
 
 
-__all__ = ["ProbeResult", "adapter_info"]
+__all__ = ["ProbeResult", "adapter_info", "basin_order", "basin_ranks"]
