@@ -19,7 +19,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from latentfield.adapters.errors import UsageError
+from latentfield.adapters.errors import UsageError, first_line
 
 from .rundir import output
 from .rundir.environment import package_version
@@ -189,6 +189,18 @@ class AttractorIndex:
             pred[r], share[r] = vals[cnt.argmax()], cnt.max() / len(row)
         return pred, share
 
+    def vectors(self) -> np.ndarray:
+        """The indexed vectors (K, D) float32 in id order, as stored (L2-normalised for the cosine metric)."""
+        ivf = _faiss().try_extract_index_ivf(self.index)
+        if ivf is not None:  # inverted lists: ids -> list positions, needed to read vectors back by id
+            ivf.make_direct_map()
+        return self.index.reconstruct_n(0, len(self))
+
+    def check_model(self, where: str | Path, *, fingerprint: str | None = None, dim: int | None = None) -> None:
+        """Refuse (``UsageError`` naming ``where``) when the index was built for another model than the one
+        with ``fingerprint``, or holds vectors of another dimension than ``dim``."""
+        _check_model(where, self.fingerprint, self.dim, fingerprint, dim)
+
     # -- persistence ------------------------------------------------------------------------------
     def save(self, path: str | Path) -> Path:
         """Write the FAISS index to ``path`` and its metadata to ``path`` + ``.json`` (``rundir.output``: the
@@ -206,26 +218,53 @@ class AttractorIndex:
     @classmethod
     def load(cls, path: str | Path, *, fingerprint: str | None = None, dim: int | None = None) -> "AttractorIndex":
         """Read an index written by :meth:`save`. With ``fingerprint`` / ``dim`` (e.g. from the adapter
-        the caller will query with), refuse an index built for another model or latent size."""
+        the caller will query with), refuse an index built for another model or latent size. A damaged
+        index file or sidecar is a one-line ``UsageError`` naming the file."""
         path = Path(path)
         sidecar = path.with_name(path.name + ".json")
         if not path.exists() or not sidecar.exists():
             raise UsageError(f"{path}: no attractor index here (need {path.name} and {sidecar.name})")
-        meta = json.loads(sidecar.read_text())
+        meta = _read_sidecar(sidecar)
         if meta.get("format") != FORMAT:
             raise UsageError(f"{path}: index format {meta.get('format')} is not supported (expected {FORMAT}); rebuild it")
-        if fingerprint is not None and meta.get("fingerprint") not in (None, fingerprint):
-            raise UsageError(f"{path} was built for another model (fingerprint {str(meta['fingerprint'])[:12]}..., "
-                             f"this one is {fingerprint[:12]}...); rebuild the index for this model")
-        if dim is not None and int(meta["dim"]) != int(dim):
-            raise UsageError(f"{path} indexes {meta['dim']}-dimensional vectors, this model's latents have {dim}")
+        _check_model(path, meta.get("fingerprint"), meta["dim"], fingerprint, dim)  # before reading the index
         faiss = _faiss()
-        index = faiss.deserialize_index(np.fromfile(path, dtype=np.uint8))
+        try:
+            index = faiss.deserialize_index(np.fromfile(path, dtype=np.uint8))
+        except (RuntimeError, OSError, ValueError) as e:  # FAISS raises RuntimeError with C++ context
+            raise UsageError(f"{path}: not a readable FAISS index ({type(e).__name__}: damaged or truncated); "
+                             "rebuild it") from None
         if index.d != meta["dim"] or index.ntotal != meta["n"]:
             raise UsageError(f"{path} does not match its metadata {sidecar.name}; rebuild the index")
         extra = {k: v for k, v in meta.items() if k not in ("format", "fingerprint", "dim", "metric", "kind", "n",
                                                           "latentfield_version", "faiss_version")}
         return cls(index, int(meta["dim"]), meta["metric"], meta["kind"], meta.get("fingerprint"), extra)
+
+
+def _check_model(where: str | Path, held_fingerprint: str | None, held_dim: int, fingerprint: str | None,
+                 dim: int | None) -> None:
+    if fingerprint is not None and held_fingerprint not in (None, fingerprint):
+        raise UsageError(f"{where} was built for another model (fingerprint {str(held_fingerprint)[:12]}..., "
+                         f"this one is {fingerprint[:12]}...); rebuild the index for this model")
+    if dim is not None and int(held_dim) != int(dim):
+        raise UsageError(f"{where} indexes {held_dim}-dimensional vectors, this model's latents have {dim}")
+
+
+def _read_sidecar(sidecar: Path) -> dict[str, Any]:
+    """The metadata :meth:`AttractorIndex.save` wrote, checked for the fields ``load`` needs."""
+    try:
+        meta = json.loads(sidecar.read_text())
+    except (OSError, ValueError) as e:  # ValueError: JSONDecodeError, UnicodeDecodeError
+        raise UsageError(f"{sidecar}: not readable JSON ({first_line(e)}); rebuild the index") from None
+    if not isinstance(meta, dict):
+        raise UsageError(f"{sidecar}: not the metadata of an attractor index (a JSON {type(meta).__name__}); "
+                         "rebuild the index")
+    if meta.get("format") == FORMAT:
+        bad = [k for k, ok in (("dim", isinstance(meta.get("dim"), int)), ("n", isinstance(meta.get("n"), int)),
+                               ("metric", meta.get("metric") in METRICS), ("kind", meta.get("kind") in KINDS)) if not ok]
+        if bad:
+            raise UsageError(f"{sidecar}: missing or invalid {', '.join(bad)}; rebuild the index")
+    return meta
 
 
 __all__ = ["AttractorIndex", "as_matrix", "METRICS", "KINDS"]

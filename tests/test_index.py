@@ -80,6 +80,46 @@ def test_save_load_round_trip_and_refusals(tmp_path):
         AttractorIndex.load(tmp_path / "index.faiss")
 
 
+@pytest.mark.parametrize("damage", ["truncated", "garbage", "empty"])
+def test_a_damaged_index_file_is_one_line_naming_it(tmp_path, damage):
+    path = tmp_path / "index.faiss"
+    AttractorIndex.build(_data(40, 8, 0), "l2").save(path)
+    blob = path.read_bytes()
+    path.write_bytes({"truncated": blob[: len(blob) // 2], "garbage": b"not a faiss index" * 8, "empty": b""}[damage])
+    with pytest.raises(UsageError) as e:
+        AttractorIndex.load(path)
+    msg = str(e.value)
+    assert "\n" not in msg and msg.startswith(f"{path}: not a readable FAISS index") and "rebuild" in msg, msg
+
+
+@pytest.mark.parametrize("sidecar,needle", [
+    ('{"format": 1, "dim": 8, "n"', "not readable JSON (JSONDecodeError"),
+    (b"\xff\xfe{}", "not readable JSON (UnicodeDecodeError"),
+    ("[1, 2]", "not the metadata of an attractor index (a JSON list)"),
+    ('{"format": 1, "dim": "8", "n": 40, "metric": "l2", "kind": "flat"}', "missing or invalid dim"),
+    ('{"format": 1, "dim": 8, "metric": "hamming", "kind": "flat"}', "missing or invalid n, metric"),
+])
+def test_a_damaged_sidecar_is_one_line_naming_it(tmp_path, sidecar, needle):
+    path = tmp_path / "index.faiss"
+    AttractorIndex.build(_data(40, 8, 0), "l2").save(path)
+    side = tmp_path / "index.faiss.json"
+    side.write_bytes(sidecar if isinstance(sidecar, bytes) else sidecar.encode())
+    with pytest.raises(UsageError) as e:
+        AttractorIndex.load(path)
+    msg = str(e.value)
+    assert "\n" not in msg and msg.startswith(f"{side}: ") and needle in msg and "rebuild" in msg, msg
+
+
+@pytest.mark.parametrize("kind", ["flat", "hnsw", "ivf"])
+@pytest.mark.parametrize("metric", ["cosine", "l2"])
+def test_vectors_are_the_indexed_ones_in_id_order(kind, metric):
+    x = _data(400, 12, 9)
+    got = AttractorIndex.build(x, metric, kind).vectors()
+    want = x / np.linalg.norm(x, axis=1, keepdims=True) if metric == "cosine" else x
+    assert got.shape == (400, 12)
+    np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6)
+
+
 def test_bad_arguments_are_one_line_errors():
     with pytest.raises(UsageError, match="unknown metric"):
         AttractorIndex.build(_data(4, 3, 0), "manhattan")

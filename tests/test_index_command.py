@@ -176,3 +176,38 @@ def test_a_run_without_attractors_is_refused(tmp_path, capsys):
     capsys.readouterr()
     assert main(["index", str(run), "--reference", "digits:test", "--out", str(tmp_path / "x")]) == 2
     _one_line_error(capsys, "no seed converged", "no attractors to index")
+
+
+def test_the_source_is_read_once(run_dir, tmp_path, monkeypatch, capsys):
+    """A run is found and loaded once, a saved index read once (the command and the workflow share them)."""
+    import latentfield.probe.workflows.attractor_index as wf
+    calls: list[str] = []
+    find, result, load = wf.find_run, wf.load_result, AttractorIndex.load
+    monkeypatch.setattr(wf, "find_run", lambda p: calls.append("find_run") or find(p))
+    monkeypatch.setattr(wf, "load_result", lambda p: calls.append("load_result") or result(p))
+    monkeypatch.setattr(AttractorIndex, "load", lambda *a, **k: calls.append("index") or load(*a, **k))
+    out = tmp_path / "idx"
+    assert main(["index", str(run_dir), "--reference", "digits:test", "--limit", "20", "--out", str(out)]) == 0
+    assert calls == ["find_run", "load_result"]
+    calls.clear()
+    assert main(["index", "--load", str(out / "index.faiss"), "--reference", "digits:test", "--limit", "20",
+                 "--out", str(tmp_path / "again")]) == 0
+    assert calls == ["index"]
+    assert (tmp_path / "again" / "images.csv").read_text() == (out / "images.csv").read_text()
+
+
+def test_a_damaged_saved_index_is_one_line(run_dir, tmp_path, capsys):
+    out = tmp_path / "idx"
+    assert main(["index", str(run_dir), "--reference", "digits:test", "--limit", "20", "--out", str(out)]) == 0
+    capsys.readouterr()
+    faiss_file, sidecar = out / "index.faiss", out / "index.faiss.json"
+    good = faiss_file.read_bytes()
+    faiss_file.write_bytes(good[: len(good) // 3])
+    args = ["index", "--load", str(faiss_file), "--reference", "digits:test", "--out", str(tmp_path / "x")]
+    assert main(args) == 2
+    _one_line_error(capsys, f"{faiss_file}: not a readable FAISS index", "rebuild")
+    faiss_file.write_bytes(good)
+    sidecar.write_text(sidecar.read_text()[:-20])
+    assert main(args) == 2
+    _one_line_error(capsys, f"{sidecar}: not readable JSON (JSONDecodeError", "rebuild the index")
+    assert not (tmp_path / "x").exists()

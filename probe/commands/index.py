@@ -17,8 +17,8 @@ from latentfield.adapters import Adapter, load_adapter
 from latentfield.adapters.errors import USER_ERRORS, UsageError
 
 from ..data import load_images
-from ..index import KINDS, METRICS, AttractorIndex
-from ..workflows.attractor_index import INDEX_FILE, index_run, run_model
+from ..index import KINDS, METRICS
+from ..workflows.attractor_index import INDEX_FILE, index_run, open_source
 from .common import add_model_args, model_from_args
 
 
@@ -55,34 +55,33 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("give a probe run directory or --load INDEX, not both")
     if args.k < 1:
         raise UsageError(f"--k must be >= 1, got {args.k}")
-    if args.load is not None:
-        saved = AttractorIndex.load(args.load)
+    source = open_source(args.run, args.load)  # the run, or the saved index, read once
+    if source.loaded:
+        saved = source.index
         for flag, want, have in (("--metric", args.metric, saved.metric), ("--kind", args.kind, saved.kind)):
             if want is not None and want != have:
                 raise UsageError(f"{args.load} is a {saved.metric} {saved.kind} index; {flag} {want} applies when "
                                  "building one from a run")
-        meta = saved.meta  # the sidecar names the model, the space and the encoder
-        where, recorded = args.load, {"name": meta.get("model"), "image_shape": meta.get("image_shape")}
-        embed = args.embed or meta.get("embed")
-    else:
-        where, recorded, embed = args.run, run_model(args.run), args.embed
+    where, recorded = args.load or args.run, source.model
+    embed = args.embed or source.embed  # a saved index's sidecar names the space and the encoder
     adapter = _model(args, args.model or recorded.get("name"), args.image_shape or recorded.get("image_shape"), where)
     embedder = _embedder(embed, args.device, None if args.embed else where) if embed else None
     query_shape = (embedder or adapter).image_shape
     images = load_images(args.reference, query_shape, limit=args.limit)
-    data = index_run(args.run, images, args.out, adapter=adapter, embedder=embedder, load=args.load,
-                     metric=args.metric or "cosine", kind=args.kind or "flat", k=args.k, images_name=args.reference)
-    space = f"{data['space']} space" + (f" of {data['embed']}" if data["embed"] else "")
-    what = (f"index of {data['n_attractors']} attractors loaded from {args.load}" if args.load
-            else f"{data['n_attractors']} attractors of {data['run']} indexed")
-    print(f"{adapter.name}: {what} ({space}, {data['metric']} distance)")
-    counts = sorted(((a["n_images"], a["attractor"]) for a in data["per_attractor"]), reverse=True)
-    top = ", ".join(f"#{a}: {n}" for n, a in counts[:6] if n)
-    dist = np.median([r["distance"] for r in data["per_image"]])
-    print(f"{args.reference}: {len(images)} images by nearest attractor ({top}{', ...' if len(counts) > 6 else ''}); "
-          f"median distance {dist:.4g}")
+    report = index_run(source, images, args.out, adapter=adapter, embedder=embedder, metric=args.metric or "cosine",
+                       kind=args.kind or "flat", k=args.k, images_name=args.reference)
+    meta = report.index.meta
+    space = f"{meta.get('space', 'latent')} space" + (f" of {meta['embed']}" if meta.get("embed") else "")
+    what = (f"index of {len(report.index)} attractors loaded from {args.load}" if source.loaded
+            else f"{len(report.index)} attractors of {source.where} indexed")
+    print(f"{adapter.name}: {what} ({space}, {report.index.metric} distance)")
+    counts = np.bincount(report.query.attractor, minlength=len(report.index))
+    top = sorted(((int(n), a) for a, n in enumerate(counts)), reverse=True)
+    shown = ", ".join(f"#{a}: {n}" for n, a in top[:6] if n)
+    print(f"{args.reference}: {len(images)} images by nearest attractor ({shown}{', ...' if len(top) > 6 else ''}); "
+          f"median distance {np.median(report.query.distance):.4g}")
     out = Path(args.out)
-    print(f"wrote {out}/index.json, {out}/images.csv, {out}/attractors.csv" + ("" if args.load else f", {out}/{INDEX_FILE}"))
+    print(f"wrote {out}/index.json, {out}/images.csv, {out}/attractors.csv" + ("" if source.loaded else f", {out}/{INDEX_FILE}"))
     return 0
 
 

@@ -18,40 +18,75 @@ the audit's basin histogram. The index is saved with the model's fingerprint; a 
 """
 from __future__ import annotations
 
-import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from latentfield.adapters import Adapter, atomic
+from latentfield.adapters import Adapter
 from latentfield.adapters.errors import UsageError
 
 from ..data import fit_to_shape
-from ..index import AttractorIndex
 from ..engine.latents import decode_unit, encode_unit
-from ..rundir import ProbeResult, load_result
-from ..rundir.distributed import is_main_process
+from ..index import AttractorIndex
+from ..rundir import ProbeResult, load_result, output
+from ..rundir.layout import RunDir, probe_dir
+from ..rundir.result import basin_ranks
 
 INDEX_FILE = "index.faiss"
 
 
 def find_run(path: str | Path) -> Path:
-    """The probe run directory at ``path``: the directory itself, or ``path/probe`` for an audit."""
+    """The probe run directory at ``path``: the directory itself, or its ``probe/`` for an audit."""
     path = Path(path)
-    for cand in (path, path / "probe"):
-        if (cand / "attractors.safetensors").exists() and (cand / "summary.json").exists():
+    for cand in (path, probe_dir(path)):
+        run = RunDir(cand)
+        if run.attractors.exists() and run.summary.exists():
             return cand
     if not path.exists():
         raise UsageError(f"{path}: no such run directory")
-    raise UsageError(f"{path}: not a finished probe run (no attractors.safetensors and summary.json here or in "
-                     f"{path / 'probe'}); give the output folder of `latentfield probe` or `latentfield audit`")
+    raise UsageError(f"{path}: not a finished probe run (no {RunDir(path).attractors.name} and {RunDir(path).summary.name} "
+                     f"here or in {probe_dir(path)}); give the output folder of `latentfield probe` or `latentfield audit`")
 
 
-def run_model(run: str | Path) -> dict[str, Any]:
-    """The ``adapter`` record of a run's summary.json: name, fingerprint, latent and image shape."""
-    return json.loads((find_run(run) / "summary.json").read_text()).get("adapter", {})
+@dataclass(frozen=True)
+class IndexSource:
+    """What an index query reads, resolved once (:func:`open_source`): a finished probe run (``result``) or
+    a saved index (``index``), found at ``where``. ``model``: the model it records (``name``,
+    ``fingerprint``, ``image_shape``); ``embed``: the reference encoder a saved index was built with."""
+
+    where: Path
+    model: dict[str, Any]
+    result: ProbeResult | None = None
+    index: AttractorIndex | None = None
+
+    @property
+    def loaded(self) -> bool:
+        return self.index is not None
+
+    @property
+    def embed(self) -> str | None:
+        return self.index.meta.get("embed") if self.index is not None else None
+
+
+def open_source(run: str | Path | None = None, load: str | Path | None = None) -> IndexSource:
+    """Read a probe run (or an audit directory: its run) or a saved index of :func:`index_run`, once."""
+    if (run is None) == (load is None):
+        raise UsageError("give a probe run directory (`run`) or a saved index (`load`), not both"
+                         if run is not None else "give a probe run directory to index (`run`), or a saved index (`load`)")
+    if load is not None:
+        index = AttractorIndex.load(load)
+        if "basin_sizes" not in index.meta:  # e.g. extract's index.faiss: attractors in rank order, no basins
+            raise UsageError(f"{load}: not an index of `latentfield index` (no basin sizes beside it); "
+                             "build one with `latentfield index RUN --reference DATA --out DIR`")
+        model = {"name": index.meta.get("model"), "fingerprint": index.fingerprint,
+                 "image_shape": index.meta.get("image_shape")}
+        return IndexSource(Path(load), model, index=index)
+    path = find_run(run)
+    result = load_result(path)
+    return IndexSource(path, result.adapter_info, result=result)
 
 
 def attractor_vectors(adapter: Adapter, attractors: torch.Tensor, embedder: Adapter | None = None) -> torch.Tensor:
@@ -86,14 +121,10 @@ def build_index(adapter: Adapter, result: ProbeResult, *, embedder: Adapter | No
     return index
 
 
-def load_index(path: str | Path, adapter: Adapter, embedder: Adapter | None = None) -> AttractorIndex:
-    """Read an index written by :func:`index_run`, refusing one built for another model (fingerprint),
-    in another space, or with another reference encoder."""
-    model = embedder or adapter
-    index = AttractorIndex.load(path, fingerprint=adapter.fingerprint)
-    if "basin_sizes" not in index.meta:  # e.g. extract's index.faiss: attractors in rank order, no basins
-        raise UsageError(f"{path}: not an index of `latentfield index` (no basin sizes beside it); "
-                         "build one with `latentfield index RUN --reference DATA --out DIR`")
+def check_index(index: AttractorIndex, path: str | Path, adapter: Adapter, embedder: Adapter | None = None) -> None:
+    """Refuse a saved index (read from ``path``) built for another model (fingerprint), in another space,
+    or with another reference encoder."""
+    index.check_model(path, fingerprint=adapter.fingerprint)
     space = index.meta.get("space", "latent")
     if space == "embed" and embedder is None:
         raise UsageError(f"{path} indexes embeddings by {index.meta.get('embed')}; give that encoder as `embedder`")
@@ -102,102 +133,138 @@ def load_index(path: str | Path, adapter: Adapter, embedder: Adapter | None = No
     if embedder is not None and index.meta.get("embed_fingerprint") not in (None, embedder.fingerprint):
         raise UsageError(f"{path} was built with another reference encoder ({index.meta.get('embed')}, "
                          f"fingerprint {str(index.meta['embed_fingerprint'])[:12]}...); rebuild it with this `embedder`")
+    model = embedder or adapter
     dim = int(np.prod(model.latent_shape))
     if index.dim != dim:
         raise UsageError(f"{path} indexes {index.dim}-dimensional vectors, {model.name}'s latents have {dim}")
-    return index
 
 
-def indexed_vectors(index: AttractorIndex) -> np.ndarray:
-    """The vectors stored in ``index`` (K, D) float32 (L2-normalised for the cosine metric)."""
-    import faiss
-    ivf = faiss.try_extract_index_ivf(index.index)
-    if ivf is not None:
-        ivf.make_direct_map()
-    return index.index.reconstruct_n(0, len(index))
+def load_index(path: str | Path, adapter: Adapter, embedder: Adapter | None = None) -> AttractorIndex:
+    """Read an index written by :func:`index_run` for ``adapter`` (and ``embedder``): :func:`check_index`."""
+    source = open_source(load=path)
+    check_index(source.index, path, adapter, embedder)
+    return source.index
 
 
-def query_index(index: AttractorIndex, queries: torch.Tensor | np.ndarray, k: int = 5) -> dict[str, np.ndarray]:
-    """Query an attractor index with image vectors (M, D).
+@dataclass(frozen=True)
+class IndexQuery:
+    """An attractor index queried with M images: ``attractor`` (M,) int64, each image's nearest attractor,
+    at ``distance`` (M,); ``neighbours`` (K, k') int64 and ``neighbour_distance`` (K, k'), each attractor's
+    k' = min(k, M) nearest images, nearest first."""
 
-    Returns ``attractor`` (M,) int64, each image's nearest attractor, with ``distance`` (M,); and
-    ``neighbours`` (K, k') int64 / ``neighbour_distance`` (K, k'), each attractor's k' = min(k, M) nearest
-    images, nearest first (exact search over the images, whatever the index kind).
-    """
+    attractor: np.ndarray
+    distance: np.ndarray
+    neighbours: np.ndarray
+    neighbour_distance: np.ndarray
+
+
+def query_index(index: AttractorIndex, queries: torch.Tensor | np.ndarray, k: int = 5) -> IndexQuery:
+    """Query an attractor index with image vectors (M, D) (the neighbours by exact search over the images,
+    whatever the index kind)."""
     if k < 1:
         raise UsageError(f"k must be >= 1, got {k}")
     dist, att = index.nearest_attractor(queries)
-    images = AttractorIndex.build(queries, index.metric, "flat")
-    ndist, nidx = images.search(indexed_vectors(index), k)
-    return {"attractor": att, "distance": dist, "neighbours": nidx, "neighbour_distance": ndist}
+    ndist, nidx = AttractorIndex.build(queries, index.metric, "flat").search(index.vectors(), k)
+    return IndexQuery(attractor=att, distance=dist, neighbours=nidx, neighbour_distance=ndist)
 
 
-def basin_ranks(basin_sizes: np.ndarray) -> np.ndarray:
-    """Rank of each attractor by basin size (0 = largest; ties in id order, as the audit orders them)."""
-    order = np.argsort(-np.asarray(basin_sizes), kind="stable")
-    ranks = np.empty(len(order), dtype=np.int64)
-    ranks[order] = np.arange(len(order))
-    return ranks
+@dataclass(frozen=True)
+class IndexReport:
+    """What :func:`index_run` found: the ``index`` (built from ``source``'s run, or the one it loaded), the
+    ``query`` with ``n_images`` images named ``images_name``, and the basin size and rank of each
+    attractor (rank 0 = the largest basin: ``rundir.result.basin_order``)."""
+
+    model: str
+    fingerprint: str
+    source: IndexSource
+    index: AttractorIndex
+    query: IndexQuery
+    k: int
+    images_name: str
+    n_images: int
+
+    @property
+    def basin_sizes(self) -> np.ndarray:
+        return np.asarray(self.index.meta["basin_sizes"], dtype=np.int64)
+
+    def per_image(self) -> list[dict[str, Any]]:
+        sizes, ranks = self.basin_sizes, basin_ranks(self.basin_sizes)
+        return [{"image": i, "attractor": int(a), "basin_rank": int(ranks[a]), "basin_size": int(sizes[a]),
+                 "distance": float(d)} for i, (a, d) in enumerate(zip(self.query.attractor, self.query.distance))]
+
+    def per_attractor(self) -> list[dict[str, Any]]:
+        sizes, ranks = self.basin_sizes, basin_ranks(self.basin_sizes)
+        n_images = np.bincount(self.query.attractor, minlength=len(self.index))
+        q = self.query
+        return [{"attractor": a, "basin_rank": int(ranks[a]), "basin_size": int(sizes[a]), "n_images": int(n_images[a]),
+                 "neighbours": [{"image": int(i), "distance": float(d)}
+                                for i, d in zip(q.neighbours[a], q.neighbour_distance[a]) if i >= 0]}
+                for a in range(len(self.index))]
+
+    def to_json(self, index_file: str | Path) -> dict[str, Any]:
+        """``index.json``: everything above, with the index at ``index_file``."""
+        src = self.source
+        return {"model": self.model, "fingerprint": self.fingerprint,
+                "run": src.index.meta.get("run") if src.loaded else str(src.where),
+                "index": str(index_file), "loaded": src.loaded, "space": self.index.meta.get("space", "latent"),
+                "embed": self.index.meta.get("embed"), "metric": self.index.metric, "kind": self.index.kind,
+                "k": self.k, "images": {"source": self.images_name, "n": self.n_images},
+                "n_attractors": len(self.index), "per_image": self.per_image(), "per_attractor": self.per_attractor()}
 
 
-def index_run(run: str | Path | None, images: torch.Tensor, out: str | Path, *, adapter: Adapter,
-              embedder: Adapter | None = None, load: str | Path | None = None, metric: str = "cosine",
-              kind: str = "flat", k: int = 5, images_name: str = "images") -> dict[str, Any]:
-    """Index a run's attractors (or ``load`` a saved index) and query it with ``images`` (M, C, H, W) in [0, 1].
+def index_run(source: IndexSource | str | Path, images: torch.Tensor, out: str | Path | None = None, *, adapter: Adapter,
+              embedder: Adapter | None = None, metric: str = "cosine", kind: str = "flat", k: int = 5,
+              images_name: str = "images") -> IndexReport:
+    """Index ``source``'s attractors (or use the index it loaded) and query it with ``images`` (M, C, H, W)
+    in [0, 1].
 
-    ``run``: a probe run or audit directory, made by ``adapter`` (checked by fingerprint); ignored with
-    ``load``. ``embedder``: index in its embedding space instead of ``adapter``'s latents.
-    Writes to ``out``: ``index.faiss`` (+ ``.json`` sidecar; not when loading), ``index.json`` (everything
-    below), ``images.csv`` (image, attractor, basin_rank, basin_size, distance) and ``attractors.csv``
-    (attractor, basin_rank, basin_size, n_images, neighbour, image, distance; one row per neighbour).
-    Returns the ``index.json`` data.
+    ``source``: :func:`open_source` (or a probe run / audit directory, opened here); its run must be
+    ``adapter``'s (checked by fingerprint), as must a loaded index (and ``embedder``'s). ``embedder``: index in its embedding space instead of ``adapter``'s
+    latents (when building; ``metric`` and ``kind`` also apply only then). With ``out``, writes (through
+    ``rundir.output``) ``index.faiss`` (+ ``.json`` sidecar; not for a loaded index), ``index.json``
+    (:meth:`IndexReport.to_json`), ``images.csv`` (image, attractor, basin_rank, basin_size, distance) and
+    ``attractors.csv`` (attractor, basin_rank, basin_size, n_images, neighbour, image, distance; one row
+    per neighbour).
     """
-    out = Path(out)
-    if load is not None:
-        index = load_index(load, adapter, embedder)
-        source = index.meta.get("run")
+    if not isinstance(source, IndexSource):
+        source = open_source(run=source)
+    if source.loaded:
+        check_index(source.index, source.where, adapter, embedder)
+        index = source.index
     else:
-        if run is None:
-            raise UsageError("give a probe run directory to index, or a saved index to load")
-        run_path = find_run(run)
-        recorded = run_model(run_path).get("fingerprint")
+        recorded = source.model.get("fingerprint")
         if recorded and recorded != adapter.fingerprint:
-            raise UsageError(f"{run_path} was probed with another model (fingerprint {recorded[:12]}..., "
+            raise UsageError(f"{source.where} was probed with another model (fingerprint {recorded[:12]}..., "
                              f"{adapter.name} is {adapter.fingerprint[:12]}...); give the model that made it (`adapter`)")
-        index = build_index(adapter, load_result(run_path), embedder=embedder, metric=metric, kind=kind, run=run_path)
-        source = str(run_path)
+        index = build_index(adapter, source.result, embedder=embedder, metric=metric, kind=kind, run=source.where)
     if len(images) == 0:
         raise UsageError(f"{images_name}: no images to query with")
-    res = query_index(index, image_vectors(adapter, images, embedder), k)
-    sizes = np.asarray(index.meta["basin_sizes"], dtype=np.int64)
-    ranks = basin_ranks(sizes)
-    n_images = np.bincount(res["attractor"], minlength=len(index))
-    per_image = [{"image": i, "attractor": int(a), "basin_rank": int(ranks[a]), "basin_size": int(sizes[a]),
-                  "distance": float(d)} for i, (a, d) in enumerate(zip(res["attractor"], res["distance"]))]
-    per_attractor = [{"attractor": a, "basin_rank": int(ranks[a]), "basin_size": int(sizes[a]),
-                      "n_images": int(n_images[a]),
-                      "neighbours": [{"image": int(i), "distance": float(d)}
-                                     for i, d in zip(res["neighbours"][a], res["neighbour_distance"][a]) if i >= 0]}
-                     for a in range(len(index))]
-    data = {"model": adapter.name, "fingerprint": adapter.fingerprint, "run": source,
-            "index": str(load if load is not None else out / INDEX_FILE), "loaded": load is not None,
-            "space": index.meta.get("space", "latent"), "embed": index.meta.get("embed"), "metric": index.metric,
-            "kind": index.kind, "k": k, "images": {"source": images_name, "n": len(images)},
-            "n_attractors": len(index), "per_image": per_image, "per_attractor": per_attractor}
-    if not is_main_process():  # under torchrun every rank queries; one writes
-        return data
-    if load is None:
-        index.save(out / INDEX_FILE)
-    atomic.write_json(out / "index.json", data)
+    report = IndexReport(model=adapter.name, fingerprint=adapter.fingerprint, source=source, index=index,
+                         query=query_index(index, image_vectors(adapter, images, embedder), k), k=k,
+                         images_name=images_name, n_images=len(images))
+    if out is not None:
+        write_index_report(report, out)
+    return report
+
+
+def write_index_report(report: IndexReport, out: str | Path) -> list[Path]:
+    """The files of :func:`index_run` in ``out`` (through ``rundir.output``); returns their paths."""
+    out = Path(out)
+    index_file = report.source.where if report.source.loaded else out / INDEX_FILE
+    written = [] if report.source.loaded else [out / INDEX_FILE, report.index.save(out / INDEX_FILE)]
+    data = report.to_json(index_file)
     rows = ["image,attractor,basin_rank,basin_size,distance"]
-    rows += [f"{r['image']},{r['attractor']},{r['basin_rank']},{r['basin_size']},{r['distance']:.6g}" for r in per_image]
-    atomic.write_text(out / "images.csv", "\n".join(rows) + "\n")
+    rows += [f"{r['image']},{r['attractor']},{r['basin_rank']},{r['basin_size']},{r['distance']:.6g}"
+             for r in data["per_image"]]
+    written.append(output.write_text(out / "images.csv", "\n".join(rows) + "\n"))
     rows = ["attractor,basin_rank,basin_size,n_images,neighbour,image,distance"]
     rows += [f"{a['attractor']},{a['basin_rank']},{a['basin_size']},{a['n_images']},{j},{n['image']},{n['distance']:.6g}"
-             for a in per_attractor for j, n in enumerate(a["neighbours"])]
-    atomic.write_text(out / "attractors.csv", "\n".join(rows) + "\n")
-    return data
+             for a in data["per_attractor"] for j, n in enumerate(a["neighbours"])]
+    written.append(output.write_text(out / "attractors.csv", "\n".join(rows) + "\n"))
+    written.append(output.write_json(out / "index.json", data))
+    return written
 
 
-__all__ = ["index_run", "build_index", "load_index", "query_index", "find_run", "run_model", "attractor_vectors",
-           "image_vectors", "indexed_vectors", "basin_ranks", "INDEX_FILE"]
+__all__ = ["index_run", "open_source", "IndexSource", "IndexQuery", "IndexReport", "write_index_report",
+           "build_index", "check_index", "load_index", "query_index", "find_run", "attractor_vectors",
+           "image_vectors", "INDEX_FILE"]
