@@ -90,6 +90,12 @@ def test_resume_gives_the_uninterrupted_result(timm_checkpoint, tmp_path):
     assert all(torch.equal(a[k], b[k]) for k in a)
     with pytest.raises(AdapterError, match="other settings"):
         train_decoder(enc, x, tmp_path / "resumed", epochs=2, batch_size=4, width=8, seed=1, progress=False)
+    with pytest.raises(AdapterError, match="other settings"):  # the same settings, other images (their hash)
+        train_decoder(enc, x.flip(0), tmp_path / "resumed", epochs=2, **kw)
+    (tmp_path / "resumed" / "run.json").write_text('{"encoder": ')  # damaged: refused, not resumed blindly
+    with pytest.raises(AdapterError) as e:
+        train_decoder(enc, x, tmp_path / "resumed", epochs=2, **kw)
+    assert str(e.value) == f"{tmp_path / 'resumed' / 'run.json'} is unreadable; choose another `out` or delete it"
 
 
 def test_changed_encoder_weights_are_detected(timm_checkpoint, tmp_path):
