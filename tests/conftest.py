@@ -4,15 +4,18 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import pytest
-import torch
-
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-# One thread for the whole suite, as in every process the tests start (builders.cli_env): the models here are
-# small, and spinning OpenMP threads on a busy machine cost several times the time (a full-disk test: 206 s
-# on two threads, 7 s on one, at load 10 on 2 cores); one thread also keeps in- and out-of-process runs
-# bitwise comparable.
+# One thread for the whole suite, as in every process the tests start (builders.cli_env): the models and
+# arrays here are small, and spinning OpenMP / BLAS threads on a busy machine cost several times the time (a
+# full-disk test: 206 s on two threads, 7 s on one, at load 10 on 2 cores); one thread also keeps in- and
+# out-of-process runs bitwise comparable. Set before torch, numpy and scikit-learn start their thread pools.
+for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
 torch.set_num_threads(1)
 
 ROOT = Path(__file__).resolve().parents[1]
