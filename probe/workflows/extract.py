@@ -1,9 +1,14 @@
 """Data-free prior extraction: Gaussian seeds iterated to attractors, written as files a person or another
 tool can use: ``attractors/*.png`` (decoded, largest basin first), ``manifest.json``, the latents
 (``attractors.safetensors``) and a FAISS index of them (``index.faiss``); optionally the OMP dictionary test.
+
+``OUT`` is also an image dataset in the Hugging Face Hub's ``imagefolder`` layout: ``metadata.jsonl`` names
+each attractor image with its rank, basin size, kind and the model's fingerprint, so
+``datasets.load_dataset("imagefolder", data_dir=OUT)`` loads the prior and ``hf upload`` publishes it.
 """
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -63,7 +68,19 @@ def _write(out: Path, adapter: Adapter, result: ProbeResult, attractors: torch.T
         output.write_bytes(out / "attractors.png", grid_png(decoded[:64]))
     if dictionary is not None:
         output.write_json(out / "dictionary.json", dictionary)
+    if manifest["attractors"]:
+        output.write_text(out / "metadata.jsonl", imagefolder_metadata(manifest))
     output.write_json(out / "manifest.json", manifest)  # last: its presence says the rest is there
 
 
-__all__ = ["extract_prior"]
+def imagefolder_metadata(manifest: dict[str, Any]) -> str:
+    """``metadata.jsonl`` of the Hub's ``imagefolder`` layout: one JSON line per attractor image
+    (``file_name`` relative to ``OUT``, ``rank`` by basin size, ``basin_size`` in seeds, ``kind``, the model's
+    ``fingerprint`` and the probe's ``run_key``)."""
+    kind = "fixed_point"  # the probe's attractors are fixed points of f
+    return "".join(json.dumps({"file_name": e["file"], "rank": e["rank"], "basin_size": e["basin_size"], "kind": kind,
+                               "fingerprint": manifest["fingerprint"], "run_key": manifest["run_key"]}) + "\n"
+                   for e in manifest["attractors"])
+
+
+__all__ = ["extract_prior", "imagefolder_metadata"]
