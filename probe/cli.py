@@ -9,6 +9,7 @@ import importlib
 import logging
 import os
 import re
+import shlex
 import sys
 import traceback
 from typing import Sequence
@@ -46,6 +47,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = [a for a in argv if a != "--debug"]  # accepted after the subcommand too
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.command_line = shlex.join(["latentfield", *argv])  # what a record quotes as "made with"
     _log_to_stderr()
     if distributed.rank() != 0:  # under torchrun / accelerate launch, rank 0 prints the result lines
         sys.stdout = open(os.devnull, "w")

@@ -121,3 +121,22 @@ def test_probe_an_object_with_no_file_on_disk(tmp_path, monkeypatch):
     res = run_probe(a, ProbeConfig(n_seeds=8, max_steps=20), progress=False)
     assert len(res.status) == 8 and res.adapter_info["fingerprint"] == a.fingerprint
     assert list(tmp_path.iterdir()) == []  # nothing written, nothing saved
+
+
+def test_audit_and_extract_take_model_objects(tmp_path):
+    """An in-memory diffusers VAE, a transformers ViT-MAE and a bare pair each audit with no model file on disk;
+    the run directory then refuses another object (fingerprints tell them apart)."""
+    from latentfield.probe import audit
+    from latentfield.probe.workflows.extract import extract_prior
+    cfg = ProbeConfig(n_seeds=4, max_steps=5)
+    for name, model in [("kl", tiny_autoencoder_kl()), ("mae", tiny_mae()), ("pair", pair())]:
+        opts = {"image_shape": (3, 16, 16)} if name == "pair" else {}
+        a = load_adapter(model, **opts)
+        res = audit(a if name == "pair" else model, tmp_path / name, cfg, progress=False)
+        assert res.overview.fingerprint == a.fingerprint and res.convergence.n_seeds == 4
+        assert not any(p.suffix in (".safetensors", ".bin") and "probe" not in p.parts
+                       for p in (tmp_path / name).rglob("*"))  # no model weights were saved
+    _, manifest, _ = extract_prior(tiny_autoencoder_kl(), tmp_path / "ex", cfg)
+    assert manifest["fingerprint"] == load_adapter(tiny_autoencoder_kl()).fingerprint
+    with pytest.raises(Exception, match="fingerprint|another model|different"):
+        audit(tiny_autoencoder_kl(seed=3), tmp_path / "kl", cfg, progress=False)

@@ -43,3 +43,33 @@ def test_imagefolder_metadata_names_every_image_once(prior):
     lines = [json.loads(line) for line in (out / "metadata.jsonl").read_text().splitlines()]
     assert [m["file_name"] for m in lines] == [e["file"] for e in manifest["attractors"]]
     assert all((out / m["file_name"]).is_file() for m in lines)
+
+
+def test_audit_model_card_parses_with_model_card(tmp_path):
+    from huggingface_hub import ModelCard
+
+    from builders import run_cli
+    out = tmp_path / "audit"
+    res = run_cli("audit", "demo:memorize", "--seeds", "32", "--max-steps", "300", "--quiet", "--out", out)
+    assert res.returncode == 0, res.stderr
+    card = ModelCard.load(out / "model_card.md")
+    assert set(card.data.tags) >= {"latentfield", "latent-dynamics-audit"}
+    report = json.loads((out / "report.json").read_text())
+    text = card.text
+    assert text.index("**Verdict.**") < text.index("| converged |")  # the verdict first
+    for sentence in (report["verdict"][k] for k in report["verdict"]["order"]):
+        assert sentence in text
+    assert f"{report['counts']['converged']} of {report['n_seeds']}" in text and report["fingerprint"][:16] in text
+    assert "](attractors.png)" in text and (out / "attractors.png").is_file()  # the gallery, relative
+    assert f"latentfield audit demo:memorize --seeds 32 --max-steps 300 --quiet --out {out}" in text
+    assert report["run_key"] in text
+
+
+def test_model_card_provenance_names_repo_commit_and_files():
+    from latentfield.probe.report.model_card import _provenance
+    prov = {"repo_id": "org/vae", "revision": "main", "commit": "a" * 40, "subfolder": "vae",
+            "files": {"vae/config.json": "b" * 64, "vae/diffusion_pytorch_model.safetensors": "c" * 64}}
+    text = _provenance(prov, "f" * 64)
+    assert "`org/vae`" in text and "a" * 40 in text and "latentfield audit org/vae@" + "a" * 40 in text
+    assert all(f"| `{n}` | `{d}` |" in text for n, d in prov["files"].items())
+    assert "no file provenance" in _provenance(None, "f" * 64) and "f" * 64 in _provenance(None, "f" * 64)

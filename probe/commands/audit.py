@@ -42,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
                           for src in args.ood}
     result = audit(adapter, args.out, probe_config(args), train=train, heldout=heldout, progress=not args.quiet,
                    options=options)
-    _, page = write_report(result, args.out)
+    _, page = write_report(result, args.out, command=args.command_line)
     c, mem = result.convergence, result.memorization
     line = f"{adapter.name}: {c.n_converged}/{c.n_seeds} seeds converged to {c.n_attractors} attractors"
     if mem is not None:

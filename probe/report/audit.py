@@ -21,6 +21,7 @@ from .audit_sections import (copying_section, dictionary_section, generalization
 from .figures import basin_figure
 from .html import Report, figure_uri, fmt, img_tag, table
 from .messages import captured_line, cli_hints, unconverged_line
+from .model_card import GALLERY_FILE, write_model_card
 
 GALLERY_MAX = 48
 PAIR_PX = 112      # decoded attractor and its nearest training image, side by side
@@ -37,14 +38,17 @@ def render_html(result: AuditResult, sections: Sequence[Section] = ()) -> str:
     return report.html()
 
 
-def write_report(result: AuditResult, out: str | Path, sections: Sequence[Section] = ()) -> tuple[Path, Path]:
-    """Write ``out/report.html`` and ``out/attractors.png`` (the gallery's attractors as one grid) through
-    ``rundir.output``; returns the paths of ``report.json`` (written by ``workflows.audit.audit``) and
-    ``report.html``."""
+def write_report(result: AuditResult, out: str | Path, sections: Sequence[Section] = (),
+                 command: str | None = None) -> tuple[Path, Path]:
+    """Write ``out/report.html``, ``out/attractors.png`` (the gallery's attractors as one grid) and
+    ``out/model_card.md`` (the audit as a Hugging Face model-card section; ``command``: the command line
+    it quotes, None for the Python API) through ``rundir.output``; returns the paths of ``report.json``
+    (written by ``workflows.audit.audit``) and ``report.html``."""
     out = Path(out)
     png = grid_png(result.decoded[:GALLERY_MAX])
     if png is not None:
-        output.write_bytes(out / "attractors.png", png)
+        output.write_bytes(out / GALLERY_FILE, png)
+    write_model_card(result, out, command)
     return out / "report.json", output.write_text(out / "report.html", render_html(result, sections))
 
 

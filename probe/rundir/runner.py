@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from latentfield.adapters import Adapter
+from latentfield.adapters import Adapter, load_adapter
 from latentfield.adapters.errors import ModelError, UsageError
 from latentfield.adapters.precision import dtype_name
 
@@ -205,9 +205,10 @@ class ProbeRun:
         return report
 
 
-def run_probe(adapter: Adapter, config: ProbeConfig | None = None, out: str | Path | None = None,
+def run_probe(adapter: Adapter | Any, config: ProbeConfig | None = None, out: str | Path | None = None,
               data: torch.Tensor | None = None, progress: bool = True) -> ProbeResult:
-    """Probe ``adapter``'s latent map from ``config.n_seeds`` seeds to attractors.
+    """Probe ``adapter``'s latent map from ``config.n_seeds`` seeds to attractors. ``adapter``: an Adapter,
+    or anything ``load_adapter`` takes (a spec string, a diffusers / transformers model object, a pair).
 
     ``data`` (N, C, H, W) in [0, 1] is required for ``init='data'`` (then n_seeds = N). With ``out``,
     chunks, trajectories (``record_every`` > 0) and the final files go to that directory, and a
@@ -216,7 +217,7 @@ def run_probe(adapter: Adapter, config: ProbeConfig | None = None, out: str | Pa
     Under ``torchrun`` / ``accelerate launch`` (and with ``out``), the processes share the chunks and every
     rank returns the same result; see :mod:`latentfield.probe.rundir.distributed`.
     """
-    run = ProbeRun(adapter, config, out, data)
+    run = ProbeRun(load_adapter(adapter), config, out, data)
     if run.dir is not None and distributed.launched():
         with _Progress(run, progress and distributed.is_main_process()) as bar:
             def compute(r: ProbeRun, chunk: Chunk) -> ChunkPart:

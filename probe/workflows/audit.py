@@ -17,7 +17,7 @@ from typing import Any, Mapping
 import numpy as np
 import torch
 
-from latentfield.adapters import Adapter
+from latentfield.adapters import Adapter, load_adapter
 from latentfield.adapters.precision import LOW_PRECISION, dtype_name
 
 from ..analyses.copying import VARIANCE_EXPLAINED, calibrated_copying, generalization_entropy
@@ -361,7 +361,7 @@ def _plain(obj: Any) -> Any:
 
 # -- the workflow ---------------------------------------------------------------------------------
 
-def audit(adapter: Adapter, out: str | Path, config: ProbeConfig | None = None, *, train: torch.Tensor | None = None,
+def audit(adapter: Adapter | Any, out: str | Path, config: ProbeConfig | None = None, *, train: torch.Tensor | None = None,
           heldout: torch.Tensor | None = None, progress: bool = True,
           options: Mapping[str, Any] | None = None) -> AuditResult:
     """Probe ``adapter``, compute every analysis of the audit and write ``out/report.json``; returns the result.
@@ -371,6 +371,7 @@ def audit(adapter: Adapter, out: str | Path, config: ProbeConfig | None = None, 
     runs the OMP dictionary test, ``{"ood": {name: images}}`` the OOD benchmark (fitted on ``train``,
     negatives ``heldout``). ``report.audit.write_report`` renders the result as ``report.html``.
     """
+    adapter = load_adapter(adapter)  # a model object (``pipe.vae``) or a spec string wraps as its family's adapter
     out = Path(out)
     options = options or {}
     known_train, known_heldout = reference_sets(adapter)

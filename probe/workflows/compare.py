@@ -14,7 +14,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from latentfield.adapters import Adapter
+from latentfield.adapters import Adapter, load_adapter
 from latentfield.adapters.errors import UsageError
 
 from ..analyses.compare import MATCH_THRESHOLD, chamfer_similarity, matched_fraction, pairwise, permutation_null
@@ -62,12 +62,13 @@ def attractor_set(adapter: Adapter, config: ProbeConfig, space: str, reference_s
     return encode_unit(embedder, images, 64).flatten(1).numpy()
 
 
-def compare_models(adapters: Sequence[Adapter], config: ProbeConfig, space: str = "pixels",
+def compare_models(adapters: Sequence[Adapter | Any], config: ProbeConfig, space: str = "pixels",
                    embedder: Adapter | None = None, null: str = "permute", threshold: float = MATCH_THRESHOLD,
                    cache: str | Path | None = None, progress: bool = False, embed_spec: str | None = None) -> Comparison:
     """Probe every model and compare their attractor sets pairwise in ``space``, with ``null`` baselines."""
     if len(adapters) < 2:
         raise UsageError("compare needs at least two models")
+    adapters = [load_adapter(a) for a in adapters]  # model objects and spec strings wrap as their family's adapter
     if space not in SPACES or null not in NULLS:
         raise UsageError(f"space must be one of {', '.join(SPACES)} and null one of {', '.join(NULLS)}")
     if space == "embed" and embedder is None:

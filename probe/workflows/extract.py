@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from latentfield.adapters import Adapter
+from latentfield.adapters import Adapter, load_adapter
 
 from ..analyses.dictionary import dictionary_test
 from ..engine.latents import decode_unit
@@ -25,7 +25,7 @@ from ..rundir import ProbeConfig, ProbeResult, output, run_probe
 from ..rundir.layout import probe_dir
 
 
-def extract_prior(adapter: Adapter, out: str | Path, config: ProbeConfig | None = None,
+def extract_prior(adapter: Adapter | Any, out: str | Path, config: ProbeConfig | None = None,
                   reference: torch.Tensor | None = None,
                   progress: bool = False) -> tuple[ProbeResult, dict[str, Any], dict[str, Any] | None]:
     """Probe ``adapter`` (a resumable run in ``out/probe``) and write its attractors to ``out``.
@@ -34,6 +34,7 @@ def extract_prior(adapter: Adapter, out: str | Path, config: ProbeConfig | None 
     ``report.figures.dictionary_figure`` draws it). Returns the probe result, the manifest (also ``out/manifest.json``) and the
     dictionary test's result (None when not run). Under torchrun every rank computes; rank 0 writes.
     """
+    adapter = load_adapter(adapter)  # a model object or a spec string wraps as its family's adapter
     out = Path(out)
     result = run_probe(adapter, config or ProbeConfig(), out=probe_dir(out), progress=progress)
     order = result.basin_order()
