@@ -68,6 +68,12 @@ class CliResult:
     stdout: str
     stderr: str
 
+    @classmethod
+    def captured(cls, capsys, returncode: int) -> CliResult:
+        """What a ``cli.main`` call a test made itself printed under pytest's ``capsys``, with its exit status."""
+        out = capsys.readouterr()
+        return cls(returncode, out.out, out.err)
+
 
 def cli_env(pythonpath: Sequence[Path | str] = (), **env: str) -> dict[str, str]:
     """The environment of a ``latentfield`` child process: offline, one thread, tests/ importable."""
@@ -76,7 +82,7 @@ def cli_env(pythonpath: Sequence[Path | str] = (), **env: str) -> dict[str, str]
     return {**base, "PYTHONPATH": path, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", **env}
 
 
-def cli_command(*args: str) -> list[str]:
+def cli_command(*args: str | Path) -> list[str]:
     """``python -m latentfield.probe.cli ARGS`` for ``subprocess.Popen`` (tests that kill a running command)."""
     return [sys.executable, "-m", "latentfield.probe.cli", *map(str, args)]
 
@@ -87,7 +93,8 @@ def run_cli(*args: str | Path, subprocess: bool = False, pythonpath: Sequence[Pa
     captured (argparse's exit is its status; an exception that is neither the user's nor the model's fails
     the test with its traceback). ``subprocess=True`` runs a fresh interpreter instead, for what only a new
     process shows (the installed entry module, signals, a module changed on disk, the environment at
-    import). ``pythonpath`` folders come first on the import path; ``env`` adds variables."""
+    import). ``pythonpath`` folders come first on the import path; ``env`` adds variables; ``timeout`` (s)
+    bounds a subprocess."""
     argv = [str(a) for a in args]
     if subprocess:
         res = sp.run(cli_command(*argv), capture_output=True, text=True, timeout=timeout,
