@@ -181,7 +181,8 @@ def test_k_beyond_the_data_is_clamped_and_said():
     by hand), and the result says so; so does the paper's K = 2000 of knn_mean (the mean over all 16)."""
     model = TorchAutoencoder(lambda x: x.flatten(1), lambda z: z.view(-1, 1, 2, 2), image_shape=(1, 2, 2))
     g = torch.Generator().manual_seed(0)
-    fit, held, odd = torch.rand(16, 1, 2, 2, generator=g), torch.rand(6, 1, 2, 2, generator=g), torch.rand(6, 1, 2, 2, generator=g) * 3
+    fit, held = torch.rand(16, 1, 2, 2, generator=g), torch.rand(6, 1, 2, 2, generator=g)
+    odd = torch.rand(6, 1, 2, 2, generator=g) * 3
     res = ood_benchmark(model, fit, held, {"odd": odd}, ProbeConfig(tol=1e-6, max_steps=3), k=500)
     assert (res.info["knn_k"], res.info["knn_k_requested"], res.info["knn_mean_k"]) == (16, 500, 16)
     assert res.info["notes"] == [

@@ -161,5 +161,5 @@ def reconstruction_error(images: torch.Tensor, reconstructions: torch.Tensor) ->
     return (reconstructions.float() - images.float()).pow(2).flatten(1).mean(1).numpy()
 
 
-__all__ = ["TrajectoryScorer", "TrajectoryScores", "Baselines", "BaselineScores", "fit_baselines", "baseline_scores", "reconstruction_error", "METHODS",
-           "TRAJECTORY_METHODS", "BASELINE_METHODS", "MAHALANOBIS_MAX_DIM"]
+__all__ = ["TrajectoryScorer", "TrajectoryScores", "Baselines", "BaselineScores", "fit_baselines", "baseline_scores",
+           "reconstruction_error", "METHODS", "TRAJECTORY_METHODS", "BASELINE_METHODS", "MAHALANOBIS_MAX_DIM"]

@@ -219,8 +219,9 @@ def index_run(source: IndexSource | str | Path, images: torch.Tensor, out: str |
     in [0, 1].
 
     ``source``: :func:`open_source` (or a probe run / audit directory, opened here); its run must be
-    ``adapter``'s (checked by fingerprint), as must a loaded index (and ``embedder``'s). ``embedder``: index in its embedding space instead of ``adapter``'s
-    latents (when building; ``metric`` and ``kind`` also apply only then). With ``out``, writes (through
+    ``adapter``'s (checked by fingerprint), as must a loaded index (and ``embedder``'s). ``embedder``:
+    index in its embedding space instead of ``adapter``'s latents (when building; ``metric`` and ``kind``
+    also apply only then). With ``out``, writes (through
     ``rundir.output``) ``index.faiss`` (+ ``.json`` sidecar; not for a loaded index), ``index.json``
     (:meth:`IndexReport.to_json`), ``images.csv`` (image, attractor, basin_rank, basin_size, distance) and
     ``attractors.csv`` (attractor, basin_rank, basin_size, n_images, neighbour, image, distance; one row

@@ -85,10 +85,11 @@ class SetScores:
     @classmethod
     def from_arrays(cls, arrays: dict[str, np.ndarray]) -> "SetScores":
         """Back from :meth:`to_arrays` (KeyError if a score is missing)."""
-        t = TrajectoryScores(distance={k[len("trajectory_"):]: v for k, v in arrays.items() if k.startswith("trajectory_")},
-                             field=arrays["field"], path_length=arrays["path_length"], steps=arrays["steps"],
-                             converged=arrays["converged"])
-        return cls(t, BaselineScores(arrays["knn"], arrays["knn_mean"], arrays["mahalanobis"]), arrays["reconstruction"])
+        distance = {k[len("trajectory_"):]: v for k, v in arrays.items() if k.startswith("trajectory_")}
+        t = TrajectoryScores(distance=distance, field=arrays["field"], path_length=arrays["path_length"],
+                             steps=arrays["steps"], converged=arrays["converged"])
+        baselines = BaselineScores(arrays["knn"], arrays["knn_mean"], arrays["mahalanobis"])
+        return cls(t, baselines, arrays["reconstruction"])
 
 
 def fit_in_distribution(adapter: Adapter, images: torch.Tensor, config: ProbeConfig | None = None, k: int = 10,
