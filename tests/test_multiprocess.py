@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -156,11 +157,11 @@ def killed_reference(tmp_path_factory, one_thread) -> Path:
     return out
 
 
-@pytest.mark.parametrize("resume_nproc", [1, 2])
-def test_killed_two_process_run_resumes(tmp_path: Path, killed_reference: Path, resume_nproc: int) -> None:
-    args = KILLED
-    out = tmp_path / "run"
-    job = subprocess.Popen(command(2, *args, "--out", str(out)), env=env(), start_new_session=True,
+@pytest.fixture(scope="module")
+def killed_two_process_run(tmp_path_factory) -> Path:
+    """A 2-process run killed mid-run (agent and both ranks); each resume works on its own copy."""
+    out = tmp_path_factory.mktemp("killed") / "run"
+    job = subprocess.Popen(command(2, *KILLED, "--out", str(out)), env=env(), start_new_session=True,
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     chunks = out / "chunks"
     deadline = time.monotonic() + 300
@@ -172,6 +173,15 @@ def test_killed_two_process_run_resumes(tmp_path: Path, killed_reference: Path, 
     job.wait()
     done = len(list(chunks.glob("*.safetensors")))
     assert 3 <= done < 12 and not (out / "summary.json").exists(), done  # killed mid-run
+    return out
+
+
+@pytest.mark.parametrize("resume_nproc", [1, 2])
+def test_killed_two_process_run_resumes(tmp_path: Path, killed_reference: Path, killed_two_process_run: Path,
+                                        resume_nproc: int) -> None:
+    args = KILLED
+    out = tmp_path / "run"
+    shutil.copytree(killed_two_process_run, out)
     launch(resume_nproc, *args, "--out", str(out))
     assert_same_probe(killed_reference, out)  # the same run key, whatever the process count of each session
     sessions = json.loads((out / "environment.json").read_text())["sessions"]
