@@ -21,6 +21,7 @@ import torch
 
 from latentfield.adapters.errors import UsageError, first_line
 
+from .display import card
 from .rundir import output
 from .rundir.environment import package_version
 
@@ -107,6 +108,12 @@ class AttractorIndex:
 
     def __repr__(self) -> str:
         return f"AttractorIndex(n={len(self)}, dim={self.dim}, metric={self.metric!r}, kind={self.kind!r})"
+
+    def _repr_html_(self) -> str:
+        """Jupyter: what the index holds and which model and run it belongs to."""
+        return card("AttractorIndex", [("vectors", len(self)), ("dimension", self.dim), ("metric", self.metric),
+                                       ("kind", self.kind), ("model fingerprint", (self.fingerprint or "-")[:16]),
+                                       ("run key", str(self.meta.get("run_key") or "-")[:16])])
 
     # -- queries ----------------------------------------------------------------------------------
     def _queries(self, q: torch.Tensor | np.ndarray) -> np.ndarray:

@@ -95,7 +95,7 @@ def _layer(module: str) -> str | None:
     if len(parts) < 3:
         return None  # latentfield.probe itself: the lazy public names
     head = parts[2]
-    return {"cli": "commands", "data": "data", "image_files": "data", "index": "index"}.get(head, head if head in LAYERS else None)
+    return {"cli": "commands", "data": "data", "image_files": "data", "display": "data", "index": "index"}.get(head, head if head in LAYERS else None)
 
 
 def test_layers_import_downwards_only(graph):

@@ -45,3 +45,26 @@ def test_everyday_names_import_from_the_package():
     assert lp.audit is audit and lp.AuditResult is AuditResult  # the workflow, not a report function
     with pytest.raises(AttributeError):
         lp.not_a_name  # noqa: B018
+
+
+def test_readme_model_object_block_runs(tmp_path, monkeypatch):
+    """The "model you already hold" block, with the Hub id pointing at a tiny AutoencoderKL saved here, and
+    (to keep the suite fast) smaller images and fewer seeds and steps."""
+    from builders import save_tiny_autoencoder_kl
+    text = (ROOT / "README.md").read_text()
+    section = text[text.index("### A model you already hold"):]
+    code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    assert '"stabilityai/sd-vae-ft-mse"' in code
+    local = save_tiny_autoencoder_kl(tmp_path / "sd-vae-ft-mse")
+    monkeypatch.chdir(tmp_path)
+    scope: dict = {}
+    small = {'"stabilityai/sd-vae-ft-mse"': repr(str(local)), "(3, 64, 64)": "(3, 32, 32)",
+             "n_seeds=64, tol=1e-5, max_steps=500": "n_seeds=8, tol=1e-5, max_steps=30"}
+    for old, new in small.items():
+        assert old in code, old
+        code = code.replace(old, new)
+    exec(compile(code, "README.md", "exec"), scope)  # noqa: S102 - our own README
+    out = tmp_path / "runs" / "sd-vae"
+    assert (out / "report.html").exists() and (out / "model_card.md").exists()
+    assert json.loads((out / "report.json").read_text())["fingerprint"] == scope["model"].fingerprint
+    assert scope["model"].family == "sd-vae" and scope["model"].image_shape == (3, 32, 32)

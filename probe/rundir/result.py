@@ -12,6 +12,7 @@ from latentfield.adapters.precision import dtype_name
 
 from ..engine.attractors import basin_sizes, step_stats
 from ..engine.types import CONVERGED, MAX_STEPS, STATUS_NAMES
+from ..display import card
 from .config import ProbeConfig
 from .environment import environment
 
@@ -30,7 +31,7 @@ def basin_ranks(sizes: np.ndarray) -> np.ndarray:
     return ranks
 
 
-@dataclass
+@dataclass(repr=False)
 class ProbeResult:
     """Outcome of a probe.
 
@@ -64,6 +65,26 @@ class ProbeResult:
     @property
     def basin_sizes(self) -> np.ndarray:
         return basin_sizes(self.labels, len(self.attractors))
+
+    def __repr__(self) -> str:
+        c = self.counts
+        return (f"ProbeResult({self.adapter_info.get('name', 'model')!r}: {c['converged']}/{len(self.status)} seeds "
+                f"converged to {len(self.attractors)} attractors, {c['max_steps']} at max_steps, "
+                f"{c['diverged']} diverged)")
+
+    def _repr_html_(self) -> str:
+        """Jupyter: the key numbers (no gallery: decoding needs the model; ``audit`` draws one)."""
+        c, cfg = self.counts, self.config
+        sizes = self.basin_sizes[self.basin_order()][:8].tolist()
+        steps = step_stats(self.steps[self.status == CONVERGED])
+        return card(f"ProbeResult: {self.adapter_info.get('name', 'model')}", [
+            ("seeds", f"{len(self.status)} {cfg.init} (sigma {cfg.sigma:g}, seed {cfg.seed})"),
+            ("stopping rule", f"squared step < {cfg.tol:g}, at most {cfg.max_steps} steps"),
+            ("converged / max_steps / diverged", f"{c['converged']} / {c['max_steps']} / {c['diverged']}"),
+            ("attractors (cosine > %g)" % cfg.cos_threshold, len(self.attractors)),
+            ("largest basins (seeds)", ", ".join(map(str, sizes)) or "-"),
+            ("steps to converge (median)", steps.get("median")),
+            ("run key", (self.run_key or "in memory")[:16])])
 
     def basin_order(self) -> np.ndarray:
         """Attractor ids, largest basin first, ties by id: the one numbering of every report, table and

@@ -27,6 +27,7 @@ from ..analyses.field import split_trajectories
 from ..analyses.memorization import memorization_coefficient, top_cosine
 from ..analyses.verdict import Verdict, verdict
 from ..data import noise_images
+from ..display import card, image_strip
 from ..engine.latents import decode_unit
 from ..engine.types import CONVERGED, MAX_STEPS
 from ..rundir import ProbeConfig, ProbeResult, output, run_probe
@@ -41,6 +42,7 @@ TOP_NEIGHBOURS = 3  # nearest training images per attractor
 NOISE_MAX = 256  # noise images of the memorization floor (at least one per attractor)
 CT_CELLS, CT_MIN_PER_CELL = 5, 20  # C_T: k-means cells on the training set, generated samples a cell needs
 DICTIONARY_MAX_IMAGES = 512
+DISPLAY_GALLERY = 12  # decoded attractors a notebook shows
 
 
 # -- the parts of an audit ------------------------------------------------------------------------
@@ -337,6 +339,27 @@ class AuditResult:
     trajectories: tuple[np.ndarray, ...] | None = None
     end_points: EndPointSample | None = None
     train: torch.Tensor | None = None
+
+    def __repr__(self) -> str:
+        c = self.convergence
+        flags = f", flags {list(self.verdict.flags)}" if self.verdict.flags else ""
+        return (f"AuditResult({self.overview.model!r}: {c.n_converged}/{c.n_seeds} seeds converged to "
+                f"{c.n_attractors} attractors{flags})")
+
+    def _repr_html_(self) -> str:
+        """Jupyter: the verdict, the key numbers and the first decoded attractors (largest basin first)."""
+        o, c, m = self.overview, self.convergence, self.memorization
+        rows = [("model", o.model), ("fingerprint", o.fingerprint[:16]),
+                ("converged / seeds", f"{c.n_converged} / {c.n_seeds}"), ("attractors", c.n_attractors)]
+        if m is not None:
+            rows.append(("memorization coefficient", m.mean))
+            if m.baseline_mean is not None:
+                rows.append(("held-out baseline", m.baseline_mean))
+        if self.verdict.flags:
+            rows.append(("flags", ", ".join(self.verdict.flags)))
+        n = min(len(self.decoded), DISPLAY_GALLERY)
+        strip = image_strip(self.decoded[:n], [f"#{e.rank}: {e.basin_size} seeds" for e in self.gallery[:n]])
+        return card(f"AuditResult: {o.model}", rows, list(self.verdict.sentences.values()), strip if n else "")
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"schema_version": SCHEMA_VERSION, "verdict": self.verdict.to_json(),
