@@ -8,24 +8,15 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from builders import CliResult, assert_one_line_error, save_tiny_autoencoder_kl
 from latentfield.adapters import AdapterError, load_adapter
 from latentfield.probe.cli import main
 from latentfield.probe.engine import CONVERGED, MAX_STEPS, iterate, make_solver
 from latentfield.probe.rundir import ProbeConfig, cache_dir, load_trajectories, run_probe
 
 
-def _tiny_vae(path):
-    from diffusers import AutoencoderKL
-    torch.manual_seed(0)
-    AutoencoderKL(block_out_channels=(8,), down_block_types=("DownEncoderBlock2D",),
-                  up_block_types=("UpDecoderBlock2D",), norm_num_groups=4, latent_channels=2,
-                  layers_per_block=1, sample_size=8).save_pretrained(path)
-
-
 def _one_error_line(capsys) -> str:
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith("latentfield: error: "), err
-    return err[0]
+    return assert_one_line_error(CliResult.captured(capsys, 2))  # the caller checked main(...) == 2
 
 
 # -- loading -----------------------------------------------------------------------------------------
@@ -162,7 +153,7 @@ def test_audit_bfloat16_names_the_dtype(tmp_path, capsys):
 
 
 def test_diffusers_vae_in_bfloat16(tmp_path, capsys):
-    _tiny_vae(tmp_path / "vae")
+    save_tiny_autoencoder_kl(tmp_path / "vae")
     a = load_adapter(str(tmp_path / "vae"), dtype="bfloat16")
     assert a.dtype == torch.bfloat16 and {p.dtype for p in a.vae.parameters()} == {torch.bfloat16}
     res = run_probe(a, ProbeConfig(n_seeds=6, max_steps=30, tol=1e-4), progress=False)

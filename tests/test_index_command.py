@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 
+from builders import CliResult, assert_one_line_error
 from latentfield.adapters import load_adapter
 from latentfield.probe.cli import main
 from latentfield.probe.data import digits
@@ -130,11 +131,7 @@ def test_embed_space_matches_brute_force(run_dir, tmp_path):
 
 
 def _one_line_error(capsys, *needles: str) -> None:
-    err = capsys.readouterr().err
-    lines = err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("latentfield: error:"), err
-    for n in needles:
-        assert n in lines[0], lines[0]
+    assert_one_line_error(CliResult.captured(capsys, 2), *needles)  # the caller checked main(...) == 2
 
 
 def test_refusals_are_one_line(run_dir, tmp_path, capsys):
