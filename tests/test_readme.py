@@ -17,21 +17,27 @@ def _python_block() -> str:
 
 
 def test_readme_python_block_runs_and_matches_the_cli(tmp_path, monkeypatch, capsys):
+    """The block runs as written; the CLI's audit into the same folder then finds a run of its own settings
+    (another key would be refused), iterates nothing, and reports what the API reported."""
     monkeypatch.chdir(tmp_path)
     code = _python_block()
     scope: dict = {}
     exec(compile(code, "README.md", "exec"), scope)  # noqa: S102 - our own README
-    assert (tmp_path / "runs" / "mem" / "summary.json").exists()
+    run = tmp_path / "runs" / "mem"
+    assert (run / "probe" / "summary.json").exists()
+    assert scope["audited"].overview.run_key == scope["result"].run_key  # the audit resumed the README's probe
     assert (tmp_path / "runs" / "mem.faiss").exists() and (tmp_path / "runs" / "mem.faiss.json").exists()
-    api = json.loads((tmp_path / "runs" / "mem-report" / "report.json").read_text())
+    api = json.loads((run / "report.json").read_text())
     assert api == scope["audited"].to_json() and api["schema_version"] == 1  # report.json is the result
     assert api["memorization"]["mean"] is not None  # the API, like the CLI, knows the demo's training set
-    assert (tmp_path / "runs" / "mem-report" / "report.html").exists()
+    assert (run / "report.html").exists()
 
+    chunks = {p: p.stat().st_mtime_ns for p in (run / "probe" / "chunks").glob("*.safetensors")}
     from latentfield.probe.cli import main
-    assert main(["audit", "demo:memorize", "--out", str(tmp_path / "cli"), "--quiet"]) == 0
-    cli = json.loads((tmp_path / "cli" / "report.json").read_text())
-    for key in ("n_attractors", "basin_sizes", "memorization", "verdict"):
+    assert main(["audit", "demo:memorize", "--out", str(run), "--quiet"]) == 0
+    assert chunks and all(p.stat().st_mtime_ns == t for p, t in chunks.items())  # nothing iterated again
+    cli = json.loads((run / "report.json").read_text())
+    for key in ("run_key", "n_attractors", "basin_sizes", "memorization", "verdict"):
         assert api[key] == cli[key], key
     assert len(scope["basin"]) == len(scope["test"]) and scope["basin"].max() < len(scope["result"].attractors)
 
