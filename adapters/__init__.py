@@ -4,7 +4,7 @@ Family modules register their hooks when imported; that happens on the first ``l
 registry query), not here, so importing the protocol or the error types stays cheap.
 """
 from .base import Adapter, TorchAutoencoder, fingerprint_tensors
-from .errors import AdapterError, ModelError, UsageError
+from .errors import AdapterError, ModelError, UsageError, WriteError
 from .registry import (accepted_forms, available_adapters, load_adapter, parse_spec, register_adapter,
                        register_config_family, register_hub_resolver, register_object_family, register_path_loader)
 
@@ -18,6 +18,6 @@ def _import_families() -> None:
         importlib.import_module(f"{__name__}.{fam}")
 
 
-__all__ = ["Adapter", "AdapterError", "ModelError", "UsageError", "TorchAutoencoder", "fingerprint_tensors", "load_adapter",
+__all__ = ["Adapter", "AdapterError", "ModelError", "UsageError", "WriteError", "TorchAutoencoder", "fingerprint_tensors", "load_adapter",
            "parse_spec", "register_adapter", "register_path_loader", "register_config_family",
            "register_hub_resolver", "register_object_family", "accepted_forms", "available_adapters"]

@@ -116,6 +116,8 @@ def test_audit_sections(checkpoints, tmp_path):
     assert "fpr95" in rep["ood"]
     html = (out / "report.html").read_text()
     assert "Out-of-distribution detection" in html and "calibrated copy rate" in html and "Meehan" in html
+    notes = rep["ood"]["notes"]  # fewer than the paper's K = 2000 fitted images: the clamp is said, in the page too
+    assert notes and all(f"Note: {n}" in html.replace("&#x27;", "'") for n in notes)
     # The verdict opens the page and the JSON (after its schema version), and is the numbers' reading:
     # near-copies are the attractors (ranked by basin) above the calibrated threshold, their seed share their basins'.
     assert list(rep)[:2] == ["schema_version", "verdict"] and html.index("<h2>Verdict") < html.index("<h2>Model and probe")

@@ -5,6 +5,8 @@ result's (``workflows.audit``).
 """
 from __future__ import annotations
 
+import html
+
 from ..workflows.audit import AuditResult
 from ..workflows.ood import OODResult
 from .figures import dictionary_figure
@@ -100,6 +102,7 @@ def ood_section(result: AuditResult) -> tuple[str, str] | None:
              "Higher score = more OOD; AUROC 0.5 is chance, FPR95 is the share of OOD inputs accepted when 95% of "
              f"in-distribution ones are. Each set is a seeded subset of at most {ood.max_images} images "
              "(`latentfield ood` uses all). Per-sample scores: ood/scores.csv.</p>")
+    body += "".join(f"<p class='caveat'>Note: {html.escape(n)}</p>" for n in ood.benchmark.info.get("notes") or ())
     return "Out-of-distribution detection", body
 
 

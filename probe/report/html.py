@@ -86,11 +86,6 @@ def figure_png(fig: Any, dpi: int = 110) -> bytes:
     return figure_bytes(fig, "png", dpi)
 
 
-def write_figure(fig: Any, path: str | Path) -> Path:
-    """Matplotlib figure -> PNG file (through ``rundir.output``: atomic, main process only; the figure is closed)."""
-    return output.write_bytes(path, figure_png(fig))
-
-
 def png_uri(img: Image.Image) -> str:
     return "data:image/png;base64," + base64.b64encode(png_bytes(img)).decode()
 

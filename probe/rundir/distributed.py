@@ -86,7 +86,7 @@ def device(requested: str | None) -> str | None:
     return requested
 
 
-def run_shared(run: Any, compute: Callable[[Any, Any], dict[str, Any]],
+def run_shared(run: Any, compute: Callable[[Any, Any], Any],
                finish: Callable[[ProbeResult], ProbeResult]) -> ProbeResult:
     """This rank's share of the chunks of ``run`` (a ``ProbeRun``; ``compute`` runs one chunk not on disk),
     then the shared assembly: rank 0 finishes (``finish``: verify + save), the others take its stability."""

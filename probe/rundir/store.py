@@ -198,7 +198,8 @@ def load_result(out: str | Path) -> ProbeResult:
                        n_evals=s["n_evals"], wall_time_s=s["wall_time_s"], adapter_info=s["adapter"],
                        last_sq_step=t["last_sq_step"].numpy() if "last_sq_step" in t else None,
                        captured_by=t["captured_by"].numpy() if "captured_by" in t else None,
-                       stability=s.get("stability"), run_key=s.get("run_key"))
+                       stability=s.get("stability"), run_key=s.get("run_key"),
+                       world_size=s.get("versions", {}).get("world_size"))
 
 
 def load_trajectories(out: str | Path) -> dict[str, torch.Tensor]:

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from latentfield.adapters import Adapter, load_adapter
-from latentfield.adapters.errors import UsageError
+from latentfield.adapters.errors import UsageError, WriteError
 
 from ..analyses.compare import MATCH_THRESHOLD, chamfer_similarity, matched_fraction, pairwise, permutation_null
 from ..data import fit_to_shape
@@ -94,7 +94,9 @@ def compare_models(adapters: Sequence[Adapter | Any], config: ProbeConfig, space
             try:
                 r = attractor_set(randomly_initialised(a, seed=config.seed), config, space, ref_shape, embedder,
                                   cache, progress)
-            except (ValueError, UsageError) as e:
+            except WriteError:
+                raise  # a full disk stops the command; it is not this null's result
+            except (ValueError, UsageError) as e:  # e.g. no seed of the random model converged
                 nulls[a.name] = {"error": str(e)}
                 continue
             nulls[a.name] = {"chamfer": chamfer_similarity(s, r), "matched_fraction": matched_fraction(s, r, threshold)}
