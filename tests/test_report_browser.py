@@ -51,7 +51,7 @@ TIMEOUT_S = 30.0
 
 # Reports to render: CLI arguments, and how many images each must at least show (figures, gallery).
 REPORTS = {
-    "memorize": (["demo:memorize", "--seeds", "64"], 3),
+    "memorize": (["demo:memorize", "--seeds", "64", "--max-steps", "400"], 3),  # slow drifters stop at 400
     "generalize": (["demo:generalize", "--seeds", "64"], 3),
     "taef2": (["{taef2}", "--image-shape", "3,32,32", "--seeds", "8", "--max-steps", "50", "--tol", "1e-5"], 8),  # no attractor: 8 decoded end points
 }
