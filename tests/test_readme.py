@@ -34,7 +34,9 @@ def test_readme_python_block_runs_and_matches_the_cli(tmp_path, monkeypatch, cap
 
     chunks = {p: p.stat().st_mtime_ns for p in (run / "probe" / "chunks").glob("*.safetensors")}
     from latentfield.probe.cli import main
-    assert main(["audit", "demo:memorize", "--seeds", str(scope["config"].n_seeds), "--out", str(run), "--quiet"]) == 0
+    cfg = scope["config"]
+    assert main(["audit", "demo:memorize", "--seeds", str(cfg.n_seeds), "--max-steps", str(cfg.max_steps), "--out", str(run),
+                 "--quiet"]) == 0
     assert chunks and all(p.stat().st_mtime_ns == t for p, t in chunks.items())  # nothing iterated again
     cli = json.loads((run / "report.json").read_text())
     for key in ("run_key", "n_attractors", "basin_sizes", "memorization", "verdict"):
