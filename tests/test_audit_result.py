@@ -94,3 +94,17 @@ def test_report_modules_compute_nothing():
         bad = {m for m in mods if m.split(".")[-1] in {"analyses", "engine", "adapters", "rundir.runner"}
                or any(p in m for p in ("analyses", "engine", "latentfield.adapters"))}
         assert not bad, (name, bad)
+
+
+def test_report_refuses_a_folder_of_another_audit(tmp_path):
+    """The page and model card are never written beside another run's report.json; its own run's is fine."""
+    from latentfield.adapters.errors import UsageError
+    res = constructed()
+    other = {**res.to_json(), "run_key": "f" * 64}
+    (tmp_path / "report.json").write_text(json.dumps(other))
+    with pytest.raises(UsageError, match="belongs to another audit"):
+        write_report(res, tmp_path)
+    assert not (tmp_path / "report.html").exists() and not (tmp_path / "model_card.md").exists()
+    (tmp_path / "report.json").write_text(json.dumps(res.to_json()))
+    write_report(res, tmp_path)
+    assert (tmp_path / "report.html").is_file()

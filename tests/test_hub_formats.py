@@ -63,6 +63,8 @@ def test_audit_model_card_parses_with_model_card(tmp_path):
     assert "](attractors.png)" in text and (out / "attractors.png").is_file()  # the gallery, relative
     assert f"latentfield audit demo:memorize --seeds 32 --max-steps 300 --quiet --out {out}" in text
     assert report["run_key"] in text
+    k, q = report["n_attractors"], report["memorization"]["copy_quantile"]
+    assert f"{100 * (1 - (1 - q) ** k):.0f}% if the {k} attractors" in text  # the copy call's chance level, stated
 
 
 def test_model_card_provenance_names_repo_commit_and_files():

@@ -15,7 +15,7 @@ from typing import Callable, Sequence
 
 from ..image_files import grid_png
 from ..rundir import output
-from ..workflows.audit import AuditResult
+from ..workflows.audit import AuditResult, check_same_audit
 from .audit_sections import (copying_section, dictionary_section, generalization_entropy_section,
                              memorization_section, ood_section)
 from .figures import basin_figure
@@ -43,8 +43,10 @@ def write_report(result: AuditResult, out: str | Path, sections: Sequence[Sectio
     """Write ``out/report.html``, ``out/attractors.png`` (the gallery's attractors as one grid) and
     ``out/model_card.md`` (the audit as a Hugging Face model-card section; ``command``: the command line
     it quotes, None for the Python API) through ``rundir.output``; returns the paths of ``report.json``
-    (written by ``workflows.audit.audit``) and ``report.html``."""
+    (written by ``workflows.audit.audit``) and ``report.html``. A folder whose ``report.json`` belongs to
+    another run or model is refused: the page never sits beside another audit's numbers."""
     out = Path(out)
+    check_same_audit(result, out / "report.json")
     png = grid_png(result.decoded[:GALLERY_MAX])
     if png is not None:
         output.write_bytes(out / GALLERY_FILE, png)

@@ -97,6 +97,11 @@ def _rows(result: AuditResult) -> list[tuple[str, str]]:
                 rows.append((f"OOD AUROC, {name} (trajectory score)", f"{per['trajectory']:.3f}"))
     if result.verdict.flags:
         rows.append(("flags", ", ".join(f"`{f}`" for f in result.verdict.flags)))
+    if mem is not None and mem.copying is not None and c.n_attractors:
+        q, k = mem.copying.copy_quantile, c.n_attractors
+        rows.append(("chance of the near-copy call for a model that copies nothing",
+                     f"not measured; {100 * (1 - (1 - q) ** k):.0f}% if the {k} attractors were as independent as "
+                     f"held-out images (each passes the level with probability {q:g})"))
     return rows
 
 

@@ -10,6 +10,7 @@ every part. A new analysis is a new field of :class:`AuditResult` (its own datac
 """
 from __future__ import annotations
 
+import json
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any, Mapping
@@ -18,6 +19,7 @@ import numpy as np
 import torch
 
 from latentfield.adapters import Adapter, load_adapter
+from latentfield.adapters.errors import UsageError
 from latentfield.adapters.precision import LOW_PRECISION, dtype_name
 
 from ..analyses.copying import VARIANCE_EXPLAINED, calibrated_copying, generalization_entropy
@@ -566,6 +568,20 @@ def _subset(x: torch.Tensor, n: int, seed: int = 0) -> torch.Tensor:
     return x[torch.randperm(len(x), generator=torch.Generator().manual_seed(seed))[:n].sort().values]
 
 
+def check_same_audit(result: AuditResult, path: Path) -> None:
+    """Refuse ``path`` (a ``report.json``) when it belongs to another run or model than ``result``."""
+    if not path.is_file():
+        return
+    try:
+        theirs = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return  # unreadable: nothing to pair with; the audit rewrites it
+    mine = result.overview
+    if (theirs.get("run_key"), theirs.get("fingerprint")) != (mine.run_key, mine.fingerprint):
+        raise UsageError(f"{path} belongs to another audit (run key {str(theirs.get('run_key'))[:12]}, not "
+                         f"{str(mine.run_key)[:12]}); write the report into its own audit's `out`")
+
+
 def reference_sets(adapter: Adapter) -> tuple[torch.Tensor | None, torch.Tensor | None]:
     """Training and held-out images recorded with a bundled demo checkpoint, if any."""
     record = getattr(adapter, "training_record", None)
@@ -576,7 +592,7 @@ def reference_sets(adapter: Adapter) -> tuple[torch.Tensor | None, torch.Tensor 
     return x_train[record["train_indices"]], digits("test")[0]
 
 
-__all__ = ["audit", "AuditResult", "AuditOverview", "Convergence", "Stability", "StabilityEntry", "GalleryEntry",
+__all__ = ["audit", "check_same_audit", "AuditResult", "AuditOverview", "Convergence", "Stability", "StabilityEntry", "GalleryEntry",
            "Neighbour", "Memorization", "CalibratedCopying", "DataCopying", "GeneralizationEntropy", "EntropyCount",
            "Dictionary", "AuditOOD", "EndPointSample", "Verdict", "reference_sets", "SCHEMA_VERSION",
            "TRAJECTORY_SEEDS", "AUDIT_MAX_IMAGES", "END_POINT_SAMPLE", "TOP_NEIGHBOURS"]
