@@ -8,6 +8,7 @@ import base64
 import html
 from typing import Any, Iterable, Sequence
 
+import numpy as np
 import torch
 
 from .image_files import png_bytes, to_pil
@@ -17,11 +18,12 @@ _STYLE = ("font-family:system-ui,sans-serif;font-size:13px;border-left:3px solid
 
 
 def cell(v: Any) -> str:
-    """A table cell: floats with 4 significant digits, None as "-"."""
+    """A table cell, in notebooks and reports alike: None and NaN read "-", floats with 4 significant digits
+    (78.0 -> "78")."""
     if v is None:
         return "-"
-    if isinstance(v, float):
-        return f"{v:.4g}"
+    if isinstance(v, (float, np.floating)):
+        return "-" if np.isnan(v) else f"{v:.4g}"
     return str(v)
 
 

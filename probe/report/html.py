@@ -11,10 +11,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
-import numpy as np
 import torch
 from PIL import Image
 
+from ..display import cell
 from ..image_files import png_bytes, to_pil
 from ..rundir import output
 
@@ -61,13 +61,7 @@ def table(rows: Iterable[Sequence[Any]], header: Sequence[str] | None = None) ->
     return f"<table>{head}{body}</table>"
 
 
-def fmt(v: Any) -> str:
-    """A table cell: None and NaN read "-", floats with 4 significant digits (78.0 -> "78")."""
-    if v is None:
-        return "-"
-    if isinstance(v, (float, np.floating)):
-        return "-" if np.isnan(v) else f"{v:.4g}"
-    return str(v)
+fmt = cell  # a table cell (``display.cell``): None and NaN read "-", floats with 4 significant digits
 
 
 def figure_bytes(fig: Any, fmt: str = "png", dpi: int = 110) -> bytes:
